@@ -1,0 +1,330 @@
+"""The op-handler protocol: a base class, the registry, and the contexts a handler works through.
+
+A handler answers three questions about one node: which of its tensor axes are coupled and how their indices map
+(``analyse``), how to rewrite the node's attributes and shape constants once indices are removed (``rewrite``),
+and, for the mask oracle, which weights must be zeroed besides the masked activations (``oracle``). Constants
+(weights) that sit on a pruned axis are sliced by the core, never by a handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnxprune.axes import ChannelAxis
+
+if TYPE_CHECKING:
+    from onnxprune.analysis import AnalysisRecord
+
+_REGISTRY: dict[str, OpHandler] = {}
+
+
+class UnknownShape(Exception):
+    """Raised inside a handler when a tensor's rank is unknown; the core then blocks the node with the reason."""
+
+
+class OpHandler:
+    """Base of every op handler. Subclasses override ``analyse`` and, where sizes live in the node, ``rewrite``."""
+
+    def analyse(self, node: gs.Node, ctx: AnalysisContext) -> None:
+        """Declare couplings, non-channel axes, blocks and inexact axes of ``node``."""
+        ctx.block_all(f"handler for {node.op} declares nothing")
+
+    def rewrite(self, node: gs.Node, ctx: RewriteContext) -> None:
+        """Update attributes and shape constants of ``node`` after indices were removed from its axes."""
+
+    def oracle(self, node: gs.Node, ctx: OracleContext) -> None:
+        """Zero the weights the mask oracle needs zeroed besides masked activations (recurrent state)."""
+
+    def macs(self, node: gs.Node, ctx: ShapeView) -> int:
+        """Multiply-accumulates of one run of ``node`` (0 for ops whose cost is negligible)."""
+        return 0
+
+    def value_source(self, node: gs.Node, ctx: ShapeView, position: int) -> tuple[int, int] | None:
+        """For ops that pass shape values through: (input index, element) that element ``position`` of output 0
+        is copied from, or None. Lets a Reshape target built by Concat/Unsqueeze be rewritten at its constant."""
+        return None
+
+
+def register(*op_types: str):
+    """Class decorator: register one handler instance for each ONNX op_type (default domain) given."""
+
+    def wrap(cls: type[OpHandler]) -> type[OpHandler]:
+        instance = cls()
+        for op_type in op_types:
+            if op_type in _REGISTRY:
+                raise ValueError(f"op_type {op_type} registered twice ({_REGISTRY[op_type]!r}, {cls.__name__})")
+            _REGISTRY[op_type] = instance
+        return cls
+
+    return wrap
+
+
+def handler_for(node: gs.Node) -> OpHandler | None:
+    """The handler registered for ``node``'s op_type, or None (custom domains never have one)."""
+    import op_handlers  # noqa: F401  (registers every handler on first use)
+
+    if node.domain not in ("", "ai.onnx", None):
+        return None
+    return _REGISTRY.get(node.op)
+
+
+def registered_op_types() -> list[str]:
+    """Every op_type that has a handler, sorted."""
+    import op_handlers  # noqa: F401
+
+    return sorted(_REGISTRY)
+
+
+def _shape(tensor: gs.Tensor) -> list | None:
+    if isinstance(tensor, gs.Constant):
+        return list(tensor.values.shape)
+    return None if tensor.shape is None else list(tensor.shape)
+
+
+class ShapeView:
+    """Read-only helpers on tensors for one node: shapes, static sizes and constant values."""
+
+    def __init__(self, node: gs.Node):
+        self.node = node
+
+    def shape(self, tensor: gs.Tensor) -> list:
+        """The tensor's shape (ints, or strings/None for dynamic dims); raises UnknownShape if the rank is unknown."""
+        shape = _shape(tensor)
+        if shape is None:
+            raise UnknownShape(f"shape of tensor '{tensor.name}' is unknown")
+        return shape
+
+    def rank(self, tensor: gs.Tensor) -> int:
+        """Number of dimensions of ``tensor``."""
+        return len(self.shape(tensor))
+
+    def size(self, tensor: gs.Tensor, axis: int) -> int | None:
+        """Static size of one axis, or None if it is dynamic."""
+        dim = self.shape(tensor)[axis]
+        return dim if isinstance(dim, (int, np.integer)) and dim >= 0 else None
+
+    @staticmethod
+    def const(tensor: gs.Tensor | None) -> np.ndarray | None:
+        """Values of a constant tensor, or None for activations and missing optional inputs."""
+        if isinstance(tensor, gs.Constant):
+            return np.asarray(tensor.values)
+        return None
+
+    def input(self, i: int) -> gs.Tensor | None:
+        """Input ``i`` of the node, or None when absent or an empty optional input."""
+        inputs = self.node.inputs
+        if i < len(inputs) and inputs[i].name != "":
+            return inputs[i]
+        return None
+
+    def output(self, i: int) -> gs.Tensor | None:
+        """Output ``i`` of the node, or None when absent or unused (empty name)."""
+        outputs = self.node.outputs
+        if i < len(outputs) and outputs[i].name != "":
+            return outputs[i]
+        return None
+
+    def numel(self, tensor: gs.Tensor) -> int | None:
+        """Number of elements of a tensor of static shape, else None."""
+        shape = _shape(tensor)
+        if shape is None or not all(isinstance(d, (int, np.integer)) for d in shape):
+            return None
+        return int(np.prod(shape)) if shape else 1
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        """A node attribute, or ``default``."""
+        return self.node.attrs.get(name, default)
+
+    def opset(self) -> int:
+        """The default-domain opset the model imports."""
+        return self._opset
+
+    _opset = 0
+
+
+class AnalysisContext(ShapeView):
+    """What a handler may declare about one node during analysis; it records into a shared AnalysisRecord."""
+
+    def __init__(self, node: gs.Node, record: AnalysisRecord, opset: int):
+        super().__init__(node)
+        self._record = record
+        self._opset = opset
+
+    @property
+    def options(self):
+        """The analysis options (see ``onnxprune.analysis.AnalysisOptions``)."""
+        return self._record.options
+
+    def where(self) -> str:
+        """'op node 'name'' for messages."""
+        return f"{self.node.op} node '{self.node.name}'"
+
+    def axis(self, tensor: gs.Tensor, axis: int) -> ChannelAxis:
+        """The ChannelAxis of ``tensor``'s dimension ``axis`` (negative axes counted from the end)."""
+        if axis < 0:
+            axis += self.rank(tensor)
+        return ChannelAxis(tensor.name, axis)
+
+    def identity(self, a: ChannelAxis, b: ChannelAxis) -> None:
+        """Couple index i of ``a`` with index i of ``b``; both must have the same static size."""
+        sa, sb = self._record.static_size(a), self._record.static_size(b)
+        if sa is None and sb is None:
+            return
+        if sa is None or sb is None or sa != sb:
+            for ax, size in ((a, sa), (b, sb)):
+                if size is not None:
+                    self.block(ax, f"{self.where()} couples it with {a if ax == b else b} of size {sa if ax == b else sb}")
+            return
+        idx = np.arange(sa)
+        self._record.add_edge(a, b, idx, idx, self.node)
+
+    def couple(self, a: ChannelAxis, b: ChannelAxis, idx_a: Sequence[int], idx_b: Sequence[int]) -> None:
+        """Couple index ``idx_a[k]`` of ``a`` with ``idx_b[k]`` of ``b`` for every k (offsets, expansions, gates)."""
+        if self._record.static_size(a) is None or self._record.static_size(b) is None:
+            for ax in (a, b):
+                if self._record.static_size(ax) is not None:
+                    self.block(ax, f"{self.where()} couples it with a dynamic dimension")
+            return
+        self._record.add_edge(a, b, np.asarray(idx_a, dtype=np.int64), np.asarray(idx_b, dtype=np.int64), self.node)
+
+    def block(self, axis: ChannelAxis, reason: str) -> None:
+        """Forbid pruning every group that touches ``axis``; ``reason`` is shown to the user."""
+        self._record.block(axis, reason)
+
+    def block_tensor(self, tensor: gs.Tensor, reason: str) -> None:
+        """Block every axis of ``tensor`` (no-op for tensors of unknown rank, which nothing can couple)."""
+        shape = _shape(tensor)
+        for axis in range(len(shape or [])):
+            self.block(ChannelAxis(tensor.name, axis), reason)
+
+    def block_all(self, reason: str) -> None:
+        """Block every axis of every input and output of the node."""
+        for tensor in list(self.node.inputs) + list(self.node.outputs):
+            if tensor.name:
+                self.block_tensor(tensor, f"{reason} ({self.where()})")
+
+    def nonchannel(self, axis: ChannelAxis) -> None:
+        """Declare ``axis`` a batch, spatial or sequence axis: groups touching it are never channel groups."""
+        self._record.nonchannel.add(axis)
+
+    def nonchannel_tensor(self, tensor: gs.Tensor, axes: Iterable[int]) -> None:
+        """Declare several axes of one tensor non-channel."""
+        for axis in axes:
+            self.nonchannel(self.axis(tensor, axis))
+
+    def is_nonchannel(self, axis: ChannelAxis) -> bool:
+        """Whether an earlier analysis round found ``axis`` to be a batch/spatial/sequence axis."""
+        return axis in self._record.known_nonchannel
+
+    def inexact(self, axis: ChannelAxis, reason: str) -> None:
+        """Pruning a group through ``axis`` changes the other channels' values: the mask oracle does not apply."""
+        self._record.inexact.setdefault(axis, reason)
+
+    def producer(self, axis: ChannelAxis) -> None:
+        """Mark a weight axis that produces channels (Conv weight axis 0): preferred as a group's root."""
+        self._record.producers.append(axis)
+
+    def granularity(self, axis: ChannelAxis, block_size: int, reason: str) -> None:
+        """Indices of ``axis`` can only be removed in whole aligned blocks of ``block_size`` (couples each block)."""
+        size = self._record.static_size(axis)
+        if size is None or block_size <= 1:
+            return
+        idx = np.arange(size)
+        self._record.add_edge(axis, axis, idx, idx - idx % block_size, self.node)
+
+
+class RewriteContext(ShapeView):
+    """What a handler may change on one node after pruning: attributes and the constants that encode sizes."""
+
+    def __init__(self, node: gs.Node, removed: dict[ChannelAxis, np.ndarray], sizes: dict[ChannelAxis, int],
+                 graph: gs.Graph, opset: int):
+        super().__init__(node)
+        self._removed = removed
+        self._sizes = sizes
+        self._graph = graph
+        self._opset = opset
+
+    def removed(self, tensor: gs.Tensor, axis: int) -> np.ndarray:
+        """Sorted indices removed from ``tensor``'s ``axis`` (empty array if none)."""
+        return self._removed.get(ChannelAxis(tensor.name, axis), np.empty(0, dtype=np.int64))
+
+    def old_size(self, tensor: gs.Tensor, axis: int) -> int | None:
+        """Static size of the axis before pruning."""
+        return self._sizes.get(ChannelAxis(tensor.name, axis))
+
+    def new_size(self, tensor: gs.Tensor, axis: int) -> int | None:
+        """Static size of the axis after pruning."""
+        old = self.old_size(tensor, axis)
+        return None if old is None else old - len(self.removed(tensor, axis))
+
+    def kept(self, tensor: gs.Tensor, axis: int) -> np.ndarray:
+        """Sorted indices of the axis that survive."""
+        return np.setdiff1d(np.arange(self.old_size(tensor, axis)), self.removed(tensor, axis))
+
+    def shape_of(self, tensor: gs.Tensor) -> list:
+        """Shape of ``tensor`` after pruning (dynamic dims unchanged)."""
+        before = self.shape(tensor)
+        return [self.new_size(tensor, i) if isinstance(d, (int, np.integer)) else d for i, d in enumerate(before)]
+
+    def set_input_values(self, i: int, values: np.ndarray) -> None:
+        """Give input ``i`` new constant values, as a new tensor so that other users of the old one keep theirs."""
+        old = self.node.inputs[i]
+        self.node.inputs[i] = gs.Constant(_fresh_name(self._graph, old.name), np.asarray(values))
+
+    def set_shape_value(self, i: int, position: int, value: int) -> None:
+        """Set element ``position`` of the 1-D shape-like input ``i`` (Reshape target, Split sizes, Expand shape...).
+
+        Follows the tensor back through Concat/Unsqueeze/Cast/Identity to the constant holding that element, and
+        rewrites a private copy of it; raises PruneError naming the tensor if the element is computed at run time.
+        """
+        from onnxprune.errors import PruneError
+
+        node, index = self.node, i
+        while True:
+            tensor = node.inputs[index]
+            if isinstance(tensor, gs.Constant):
+                values = np.array(tensor.values, copy=True)
+                values.reshape(-1)[position] = value
+                node.inputs[index] = gs.Constant(_fresh_name(self._graph, tensor.name), values)
+                return
+            producer = tensor.inputs[0] if tensor.inputs else None
+            handler = handler_for(producer) if producer is not None else None
+            source = handler.value_source(producer, ShapeView(producer), position) if handler else None
+            if source is None:
+                raise PruneError(f"{self.node.op} node '{self.node.name}': element {position} of shape input "
+                                 f"'{self.node.inputs[i].name}' is computed at run time and cannot be rewritten")
+            node, (index, position) = producer, source
+
+
+def _fresh_name(graph: gs.Graph, base: str) -> str:
+    taken = graph.tensors()
+    k = 1
+    while f"{base}_pruned{k}" in taken:
+        k += 1
+    return f"{base}_pruned{k}"
+
+
+class OracleContext(ShapeView):
+    """What a handler may do while the mask oracle is built: zero indices of constants on the node's inputs."""
+
+    def __init__(self, node: gs.Node, removed: dict[ChannelAxis, np.ndarray], graph: gs.Graph):
+        super().__init__(node)
+        self._removed = removed
+        self._graph = graph
+
+    def removed(self, tensor: gs.Tensor, axis: int) -> np.ndarray:
+        """Indices removed from ``tensor``'s ``axis`` by the plan."""
+        return self._removed.get(ChannelAxis(tensor.name, axis), np.empty(0, dtype=np.int64))
+
+    def zero_input(self, i: int, axis: int, indices: np.ndarray) -> None:
+        """Replace constant input ``i`` by a copy whose ``indices`` along ``axis`` are zero."""
+        old = self.node.inputs[i]
+        values = np.array(old.values, copy=True)
+        index = [slice(None)] * values.ndim
+        index[axis] = np.asarray(indices, dtype=np.int64)
+        values[tuple(index)] = 0
+        self.node.inputs[i] = gs.Constant(_fresh_name(self._graph, old.name), values)

@@ -1,0 +1,71 @@
+"""Apply a plan: slice every constant on a pruned axis, let handlers rewrite attributes and shape constants,
+update activation shapes, and export a checked ModelProto."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from onnxprune.axes import ChannelAxis
+from onnxprune.errors import PruneError
+from onnxprune.handler import RewriteContext, handler_for
+from onnxprune.saving import check_model, save_model, to_proto
+
+
+@dataclass
+class PruneResult:
+    """The pruned model, and which indices of which axes were removed."""
+
+    model: onnx.ModelProto
+    removed: dict[ChannelAxis, np.ndarray]
+    plan: dict[int, list[int]]
+
+    def save(self, path: str) -> None:
+        """Write the model atomically (temporary file, then rename)."""
+        save_model(self.model, path)
+
+
+def apply_plan(dg, plan: dict[int, Iterable[int]], check: bool = True) -> PruneResult:
+    """Prune a copy of ``dg.graph`` by ``plan`` ({group id: units}); the analysed graph is left untouched."""
+    plan = {int(g): sorted({int(u) for u in units}) for g, units in plan.items()}
+    removed = dg.resolve(plan)
+    sizes = dg.sizes()
+    graph = dg.graph.copy()
+    tensors = graph.tensors()
+    by_tensor: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    for axis, idx in removed.items():
+        by_tensor[axis.tensor].append((axis.axis, idx))
+    for name, cuts in by_tensor.items():
+        tensor = tensors[name]
+        if isinstance(tensor, gs.Constant):
+            values = np.asarray(tensor.values)
+            for axis, idx in cuts:
+                values = np.delete(values, idx, axis=axis)
+            tensor.values = np.ascontiguousarray(values)
+    touched = set(by_tensor)
+    for node in list(graph.nodes):
+        if any(t.name in touched for t in list(node.inputs) + list(node.outputs)):
+            handler = handler_for(node)
+            try:
+                handler.rewrite(node, RewriteContext(node, removed, sizes, graph, dg.opset))
+            except PruneError:
+                raise
+            except Exception as exc:
+                raise PruneError(f"rewriting {node.op} node '{node.name}' failed: {exc}") from exc
+    for name, cuts in by_tensor.items():
+        tensor = tensors[name]
+        if isinstance(tensor, gs.Variable) and tensor.shape is not None:
+            shape = list(tensor.shape)
+            for axis, idx in cuts:
+                shape[axis] = shape[axis] - len(idx)
+            tensor.shape = shape
+    graph.cleanup(remove_unused_graph_inputs=False)
+    model = to_proto(graph, dg.loaded)
+    if check:
+        check_model(model)
+    return PruneResult(model=model, removed=removed, plan=plan)

@@ -1,0 +1,54 @@
+"""onnxruntime helpers: sessions with the right provider, random inputs from graph input shapes, output diffs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def available_provider(provider: str = "auto") -> str:
+    """'CUDAExecutionProvider' when asked for cuda/auto and available, else 'CPUExecutionProvider'."""
+    have = ort.get_available_providers()
+    if provider in ("auto", "cuda") and "CUDAExecutionProvider" in have:
+        return "CUDAExecutionProvider"
+    if provider == "cuda":
+        raise RuntimeError(f"CUDAExecutionProvider is not available (onnxruntime has {have})")
+    return "CPUExecutionProvider"
+
+
+def make_session(model: onnx.ModelProto | str, provider: str = "auto", threads: int = 0) -> ort.InferenceSession:
+    """An InferenceSession on ``model`` (proto or path) with logging quiet."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    return ort.InferenceSession(data, options, providers=[available_provider(provider)])
+
+
+def random_inputs(session: ort.InferenceSession, batch: int = 2, seed: int = 0,
+                  dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Random feeds for every input: normal floats, small non-negative ints; symbolic dims become ``batch``
+    (or the value ``dims`` gives for that dim name)."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for inp in session.get_inputs():
+        shape = [d if isinstance(d, int) else (dims or {}).get(d, batch) for d in inp.shape]
+        kind = inp.type
+        if "float" in kind:
+            dtype = np.float16 if "float16" in kind else (np.float64 if "double" in kind else np.float32)
+            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
+        elif "int" in kind:
+            dtype = np.int32 if "int32" in kind else np.int64
+            feeds[inp.name] = rng.integers(0, 16, size=shape).astype(dtype)
+        elif "bool" in kind:
+            feeds[inp.name] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise ValueError(f"cannot make random data for input '{inp.name}' of type {kind}")
+    return feeds
+
+
+def run(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], provider: str = "cpu") -> list[np.ndarray]:
+    """Outputs of ``model`` on ``feeds``."""
+    return make_session(model, provider).run(None, feeds)

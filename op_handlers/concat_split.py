@@ -1,0 +1,146 @@
+"""Concat, Split and Slice: offsets along one axis, identity along the others."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
+from op_handlers.common import axes_argument, is_static
+
+
+def _couple_offsets(ctx: AnalysisContext, whole, parts, axis: int) -> None:
+    """Part k covers indices [offset_k, offset_k + size_k) of ``whole`` along ``axis``; other axes are shared."""
+    offset = 0
+    for part in parts:
+        size = ctx.size(part, axis)
+        for other in range(ctx.rank(part)):
+            if other != axis:
+                ctx.identity(ctx.axis(part, other), ctx.axis(whole, other))
+        if size is None:
+            ctx.block_tensor(whole, f"{ctx.where()}: part '{part.name}' has a dynamic size along axis {axis}")
+            return
+        ctx.couple(ctx.axis(part, axis), ctx.axis(whole, axis), np.arange(size), offset + np.arange(size))
+        offset += size
+
+
+@register("Concat")
+class ConcatHandler(OpHandler):
+    """Y = concat(X_0, X_1, ..., axis): input k is the slice [offset_k, offset_k + size_k) of Y."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        y = ctx.output(0)
+        axis = int(ctx.attr("axis")) % ctx.rank(y)
+        _couple_offsets(ctx, y, [t for t in node.inputs if t.name and ctx.numel(t) != 0], axis)
+
+    def value_source(self, node, ctx, position):
+        """Concat of 1-D shape pieces: element p comes from the piece that covers p."""
+        offset = 0
+        for k, part in enumerate(node.inputs):
+            n = ctx.numel(part)
+            if n is None:
+                return None
+            if position < offset + n:
+                return (k, position - offset)
+            offset += n
+        return None
+
+
+@register("Split")
+class SplitHandler(OpHandler):
+    """Y_0, Y_1, ... = split(X, axis, sizes): sizes (attribute before opset 13, input after, or equal parts)
+    are rewritten to the pruned outputs' sizes."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x = ctx.input(0)
+        axis = int(ctx.attr("axis", 0)) % ctx.rank(x)
+        _couple_offsets(ctx, x, [t for t in node.outputs], axis)
+
+    def rewrite(self, node, ctx: RewriteContext) -> None:
+        x = ctx.input(0)
+        axis = int(ctx.attr("axis", 0)) % ctx.rank(x)
+        sizes = np.array([ctx.new_size(out, axis) for out in node.outputs], dtype=np.int64)
+        if ctx.opset() < 13:
+            node.attrs["split"] = [int(s) for s in sizes]
+        elif ctx.input(1) is not None:
+            ctx.set_input_values(1, sizes)
+        else:
+            from onnx_graphsurgeon import Constant
+
+            node.attrs.pop("num_outputs", None)
+            node.inputs.append(Constant(f"{node.name}_split_sizes", sizes))
+
+
+@register("Slice")
+class SliceHandler(OpHandler):
+    """Y = X[starts:ends:steps] on ``axes``: a unit-step slice maps Y index i to X index start + i; a strided
+    slice on an axis blocks it. Bounds are rewritten so the slice keeps exactly the surviving entries."""
+
+    def _bounds(self, node, ctx, size_of) -> list[tuple[int, int, int, int]] | None:
+        """(axis, start, end, step) per sliced axis, normalised against sizes from ``size_of(axis)``."""
+        x = ctx.input(0)
+        if ctx.opset() < 10:
+            starts, ends = ctx.attr("starts"), ctx.attr("ends")
+            axes = ctx.attr("axes", list(range(len(starts))))
+            steps = [1] * len(starts)
+        else:
+            starts, ends = ctx.const(ctx.input(1)), ctx.const(ctx.input(2))
+            if starts is None or ends is None:
+                return None
+            axes = axes_argument(ctx, 3)
+            axes = list(range(len(starts))) if axes is None else axes
+            steps = ctx.const(ctx.input(4)) if ctx.input(4) is not None else np.ones(len(starts), dtype=np.int64)
+            if steps is None:
+                return None
+        result = []
+        for start, end, axis, step in zip(starts, ends, axes, steps):
+            axis = int(axis) % ctx.rank(x)
+            size = size_of(axis)
+            if size is None:
+                result.append((axis, 0, 0, int(step)))
+                continue
+            start, end, _ = slice(int(start), int(end), int(step)).indices(size)
+            result.append((axis, start, end, int(step)))
+        return result
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x, y = ctx.input(0), ctx.output(0)
+        try:
+            bounds = self._bounds(node, ctx, lambda axis: ctx.size(x, axis))
+        except ValueError as exc:
+            bounds, reason = None, str(exc)
+        else:
+            reason = "Slice bounds are computed at run time"
+        if bounds is None:
+            ctx.block_all(reason)
+            return
+        sliced = {b[0]: b for b in bounds}
+        for axis in range(ctx.rank(x)):
+            if axis not in sliced:
+                ctx.identity(ctx.axis(x, axis), ctx.axis(y, axis))
+                continue
+            _, start, end, step = sliced[axis]
+            if not is_static(ctx.shape(x)[axis]):
+                continue
+            if step != 1:
+                ctx.block(ctx.axis(x, axis), f"{ctx.where()} takes every {step}-th entry of this axis")
+                ctx.block(ctx.axis(y, axis), f"{ctx.where()} takes every {step}-th entry of this axis")
+                continue
+            n = max(0, end - start)
+            ctx.couple(ctx.axis(x, axis), ctx.axis(y, axis), start + np.arange(n), np.arange(n))
+
+    def rewrite(self, node, ctx: RewriteContext) -> None:
+        x, y = ctx.input(0), ctx.output(0)
+        bounds = self._bounds(node, ctx, lambda axis: ctx.old_size(x, axis) or ctx.size(x, axis))
+        starts, ends = [], []
+        for axis, start, end, _step in bounds:
+            removed = ctx.removed(x, axis)
+            new_start = start - int(np.sum(removed < start))
+            starts.append(new_start)
+            ends.append(new_start + (ctx.new_size(y, axis) if len(removed) else end - start))
+        if ctx.opset() < 10:
+            node.attrs["starts"], node.attrs["ends"] = starts, ends
+        else:
+            dtype = ctx.const(ctx.input(1)).dtype
+            ctx.set_input_values(1, np.array(starts, dtype=dtype))
+            ctx.set_input_values(2, np.array(ends, dtype=dtype))
+

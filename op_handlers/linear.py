@@ -1,0 +1,76 @@
+"""Gemm and MatMul: the contraction axis couples the two operands, the output axis follows B's last axis.
+
+Rows of the activation operand are batch/sequence axes. A constant on the left of MatMul (W @ X, as some
+converters write it) is a weight whose rows produce channels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxprune.handler import AnalysisContext, OpHandler, ShapeView, register
+
+
+def _prod(dims) -> int:
+    return int(np.prod([d for d in dims if isinstance(d, (int, np.integer))]))
+
+
+@register("Gemm")
+class GemmHandler(OpHandler):
+    """Y[M, N] = alpha * A'[M, K] @ B'[K, N] + beta * C, with A' = A^T if transA and B' = B^T if transB."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        a, b, c, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
+        trans_a, trans_b = int(ctx.attr("transA", 0)), int(ctx.attr("transB", 0))
+        a_m, a_k = ctx.axis(a, trans_a), ctx.axis(a, 1 - trans_a)
+        b_k, b_n = ctx.axis(b, trans_b), ctx.axis(b, 1 - trans_b)
+        ctx.identity(a_k, b_k)
+        ctx.identity(b_n, ctx.axis(y, 1))
+        ctx.identity(a_m, ctx.axis(y, 0))
+        if ctx.const(b) is not None:
+            ctx.producer(b_n)
+        if ctx.const(a) is not None:
+            ctx.producer(a_m)
+        else:
+            ctx.nonchannel(a_m)
+        if c is not None:
+            shape = ctx.shape(c)
+            for axis, dim in enumerate(shape):
+                out_axis = axis + 2 - len(shape)
+                if dim != 1:
+                    ctx.identity(ctx.axis(c, axis), ctx.axis(y, out_axis))
+
+    def macs(self, node, ctx: ShapeView) -> int:
+        b = ctx.shape(ctx.input(1))
+        return _prod(ctx.shape(ctx.output(0))) * b[int(ctx.attr("transB", 0))]
+
+
+@register("MatMul")
+class MatMulHandler(OpHandler):
+    """Y[..., M, N] = A[..., M, K] @ B[..., K, N] with numpy batch broadcasting (1-D operands as in numpy)."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        a, b, y = ctx.input(0), ctx.input(1), ctx.output(0)
+        ra, rb, ry = ctx.rank(a), ctx.rank(b), ctx.rank(y)
+        ctx.identity(ctx.axis(a, ra - 1), ctx.axis(b, max(rb - 2, 0)))
+        if rb >= 2:
+            ctx.identity(ctx.axis(b, rb - 1), ctx.axis(y, ry - 1))
+            if ctx.const(b) is not None:
+                ctx.producer(ctx.axis(b, rb - 1))
+        if ra >= 2:
+            m_out = ctx.axis(y, ry - 2 if rb >= 2 else ry - 1)
+            ctx.identity(ctx.axis(a, ra - 2), m_out)
+            if ctx.const(a) is not None:
+                ctx.producer(ctx.axis(a, ra - 2))
+            else:
+                ctx.nonchannel(ctx.axis(a, ra - 2))
+        batch_out = ry - (2 if ra >= 2 and rb >= 2 else 1)
+        for tensor, rank in ((a, ra), (b, rb)):
+            for axis in range(rank - 2):
+                out_axis = batch_out - (rank - 2) + axis
+                if ctx.shape(tensor)[axis] != 1 or ctx.shape(y)[out_axis] == 1:
+                    ctx.identity(ctx.axis(tensor, axis), ctx.axis(y, out_axis))
+
+    def macs(self, node, ctx: ShapeView) -> int:
+        a = ctx.shape(ctx.input(0))
+        return _prod(ctx.shape(ctx.output(0))) * a[-1]

@@ -1,0 +1,73 @@
+"""Normalisations: BatchNormalization and InstanceNormalization are per channel (mask-exact); GroupNormalization
+loses whole groups of channels (so the other groups' statistics stay the same); LayerNormalization normalises over
+its channel axes, so pruning them changes the other channels' values (not mask-exact)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
+
+
+@register("BatchNormalization", "InstanceNormalization")
+class PerChannelNormHandler(OpHandler):
+    """Y = scale[c] * normalise(X)[c] + B[c]: every per-channel input and output follows X's axis 1."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x, y = ctx.input(0), ctx.output(0)
+        channel = ctx.axis(x, 1)
+        ctx.identity(channel, ctx.axis(y, 1))
+        for tensor in [t for t in node.inputs[1:] if t.name] + [t for t in node.outputs[1:] if t.name]:
+            ctx.identity(ctx.axis(tensor, 0), channel)
+        ctx.nonchannel_tensor(x, [0, *range(2, ctx.rank(x))])
+
+
+@register("GroupNormalization")
+class GroupNormHandler(OpHandler):
+    """X's channels form num_groups consecutive groups normalised together: prune whole groups only."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x, scale, bias, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
+        groups = int(ctx.attr("num_groups"))
+        channels = ctx.size(x, 1)
+        channel = ctx.axis(x, 1)
+        ctx.identity(channel, ctx.axis(y, 1))
+        ctx.nonchannel_tensor(x, [0, *range(2, ctx.rank(x))])
+        if channels is None:
+            ctx.block_all("channel count is dynamic")
+            return
+        per_group = channels // groups
+        ctx.granularity(channel, per_group, "GroupNormalization groups")
+        for param in (scale, bias):
+            if ctx.shape(param)[0] == channels:
+                ctx.identity(ctx.axis(param, 0), channel)
+            else:  # opset 18: one scale per group
+                ctx.couple(ctx.axis(param, 0), channel, np.repeat(np.arange(groups), per_group),
+                           np.arange(channels))
+
+    def rewrite(self, node, ctx: RewriteContext) -> None:
+        x = ctx.input(0)
+        per_group = ctx.old_size(x, 1) // int(ctx.attr("num_groups"))
+        node.attrs["num_groups"] = ctx.new_size(x, 1) // per_group
+
+
+@register("LayerNormalization")
+class LayerNormHandler(OpHandler):
+    """Normalises over axes [axis, rank): those axes are coupled with Scale/B but are not mask-exact."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x, y = ctx.input(0), ctx.output(0)
+        rank = ctx.rank(x)
+        first = int(ctx.attr("axis", -1)) % rank
+        for axis in range(rank):
+            ctx.identity(ctx.axis(x, axis), ctx.axis(y, axis))
+        for param in [t for t in node.inputs[1:] if t.name]:
+            lead = rank - ctx.rank(param)
+            for axis in range(ctx.rank(param)):
+                if ctx.shape(param)[axis] != 1:
+                    ctx.identity(ctx.axis(param, axis), ctx.axis(x, axis + lead))
+        for axis in range(first, rank):
+            ctx.inexact(ctx.axis(x, axis), "LayerNormalization normalises over this axis")
+        for extra in [t for t in node.outputs[1:] if t.name]:  # Mean and InvStdDev have size 1 on these axes
+            for axis in range(first):
+                ctx.identity(ctx.axis(extra, axis), ctx.axis(x, axis))

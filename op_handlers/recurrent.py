@@ -1,0 +1,87 @@
+"""Recurrent ops (LSTM, GRU, RNN): hidden unit k is a row of every gate block of W, R and B, column k of R,
+entry k of the initial and final states and of Y. Input size couples X's last axis with W's columns.
+
+Removing a unit is mask-exact once its column of R is zeroed too (its state no longer reaches the other units),
+which ``oracle`` does for the reference model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxprune.handler import AnalysisContext, OpHandler, OracleContext, RewriteContext, ShapeView, register
+
+
+class RecurrentHandler(OpHandler):
+    """Shared logic; subclasses set the number of gates and which inputs and outputs hold states."""
+
+    gates = 1
+    state_inputs = (5,)  # initial_h (and initial_c for LSTM)
+    state_outputs = (1,)  # Y_h (and Y_c)
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x, w, r, b = ctx.input(0), ctx.input(1), ctx.input(2), ctx.input(3)
+        if ctx.const(w) is None or ctx.const(r) is None:
+            ctx.block_all(f"{node.op} weights are not constants")
+            return
+        hidden = int(ctx.attr("hidden_size"))
+        layout = int(ctx.attr("layout", 0))
+        unit = ctx.axis(r, 2)
+        rows = np.arange(self.gates * hidden)
+        ctx.producer(ctx.axis(w, 1))
+        ctx.couple(unit, ctx.axis(w, 1), rows % hidden, rows)
+        ctx.couple(unit, ctx.axis(r, 1), rows % hidden, rows)
+        if b is not None:
+            both = np.arange(2 * self.gates * hidden)
+            ctx.couple(unit, ctx.axis(b, 1), both % hidden, both)
+        peephole = ctx.input(7) if self.gates == 4 else None
+        if peephole is not None:
+            three = np.arange(3 * hidden)
+            ctx.couple(unit, ctx.axis(peephole, 1), three % hidden, three)
+        ctx.identity(ctx.axis(x, 2), ctx.axis(w, 2))
+        ctx.nonchannel_tensor(x, [0, 1])
+        for state in [ctx.input(i) for i in self.state_inputs] + [ctx.output(i) for i in self.state_outputs]:
+            if state is not None:
+                ctx.identity(ctx.axis(state, 2), unit)
+                ctx.nonchannel_tensor(state, [0, 1])
+        y = ctx.output(0)
+        if y is not None:
+            ctx.identity(ctx.axis(y, 3), unit)
+            ctx.nonchannel_tensor(y, [0, 1, 2])
+        if layout not in (0, 1):
+            ctx.block_all(f"unknown layout {layout}")
+
+    def rewrite(self, node, ctx: RewriteContext) -> None:
+        node.attrs["hidden_size"] = ctx.new_size(ctx.input(2), 2)
+
+    def oracle(self, node, ctx: OracleContext) -> None:
+        removed = ctx.removed(ctx.input(2), 2)
+        if len(removed):
+            ctx.zero_input(2, 2, removed)
+
+    def macs(self, node, ctx: ShapeView) -> int:
+        x, w, r = ctx.shape(ctx.input(0)), ctx.shape(ctx.input(1)), ctx.shape(ctx.input(2))
+        layout = int(ctx.attr("layout", 0))
+        steps = x[1 - layout] if isinstance(x[1 - layout], int) else 1
+        return steps * w[0] * w[1] * (w[2] + r[2])
+
+
+@register("LSTM")
+class LSTMHandler(RecurrentHandler):
+    """Gates i, o, f, c; B holds Wb and Rb; optional peepholes P[dirs, 3H]; states h and c."""
+
+    gates = 4
+    state_inputs = (5, 6)
+    state_outputs = (1, 2)
+
+
+@register("GRU")
+class GRUHandler(RecurrentHandler):
+    """Gates z, r, h; state h."""
+
+    gates = 3
+
+
+@register("RNN")
+class RNNHandler(RecurrentHandler):
+    """One gate; state h."""

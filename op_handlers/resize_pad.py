@@ -1,0 +1,67 @@
+"""Resize/Upsample and Pad: axes they leave unchanged are coupled; axes they resize or pad are blocked (these are
+spatial axes in practice, so nothing prunable is lost). Resize given ``sizes`` gets the pruned sizes written."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
+from op_handlers.common import axes_argument, is_static
+
+
+def _couple_unchanged(ctx: AnalysisContext, x, y, changed: set[int], why: str) -> None:
+    for axis in range(ctx.rank(x)):
+        if axis in changed:
+            ctx.block(ctx.axis(x, axis), f"{ctx.where()} {why} this axis")
+            ctx.block(ctx.axis(y, axis), f"{ctx.where()} {why} this axis")
+        else:
+            ctx.identity(ctx.axis(x, axis), ctx.axis(y, axis))
+
+
+@register("Resize", "Upsample")
+class ResizeHandler(OpHandler):
+    """Y = resample(X): axes whose input and output sizes agree (scale 1) are the same axis."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x, y = ctx.input(0), ctx.output(0)
+        xs, ys = ctx.shape(x), ctx.shape(y)
+        changed = {a for a in range(len(xs)) if not (is_static(xs[a]) and xs[a] == ys[a])
+                   and (is_static(xs[a]) or is_static(ys[a]))}
+        _couple_unchanged(ctx, x, y, changed, "resizes")
+        sizes = ctx.input(3) if node.op == "Resize" else None
+        if sizes is not None and ctx.const(sizes) is None:
+            ctx.block_all("Resize sizes are computed at run time")
+
+    def rewrite(self, node, ctx: RewriteContext) -> None:
+        sizes = ctx.input(3) if node.op == "Resize" else None
+        if sizes is None:
+            return
+        y = ctx.output(0)
+        axes = ctx.attr("axes") or list(range(ctx.rank(y)))
+        values = np.array(ctx.const(sizes), copy=True)
+        for k, axis in enumerate(axes):
+            if len(ctx.removed(y, int(axis) % ctx.rank(y))):
+                values[k] = ctx.new_size(y, int(axis) % ctx.rank(y))
+        ctx.set_input_values(3, values)
+
+
+@register("Pad")
+class PadHandler(OpHandler):
+    """Y = pad(X, pads): unpadded axes are the same axis; padded ones are blocked."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x, y = ctx.input(0), ctx.output(0)
+        rank = ctx.rank(x)
+        pads = ctx.attr("pads") if "pads" in node.attrs else ctx.const(ctx.input(1))
+        if pads is None:
+            ctx.block_all("Pad amounts are computed at run time")
+            return
+        pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+        try:
+            axes = axes_argument(ctx, 3) or list(range(rank))
+        except ValueError as exc:
+            ctx.block_all(str(exc))
+            return
+        n = len(axes)
+        changed = {int(a) % rank for k, a in enumerate(axes) if pads[k] or pads[k + n]}
+        _couple_unchanged(ctx, x, y, changed, "pads")

@@ -1,0 +1,95 @@
+"""Ops that read or build shapes: Shape/Size (read at run time, nothing to couple), ConstantOfShape and Expand
+(sizes held in a shape tensor, rewritten after pruning), Gather (embedding tables, indexing)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
+from op_handlers.common import is_static, shape_value
+
+
+@register("Shape", "Size")
+class ShapeReadHandler(OpHandler):
+    """Shape(X) is computed at run time, so it follows whatever X becomes: no coupling, no block."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        return
+
+
+def _check_sizes_traceable(ctx: AnalysisContext, shape_input, out, positions: dict[int, int]) -> None:
+    """Block output axes whose size sits in ``shape_input`` at a position that is computed at run time."""
+    for axis, position in positions.items():
+        if is_static(ctx.shape(out)[axis]) and shape_value(ctx, shape_input, position) is None:
+            ctx.block(ctx.axis(out, axis), f"{ctx.where()}: its size comes from a shape computed at run time")
+
+
+@register("ConstantOfShape")
+class ConstantOfShapeHandler(OpHandler):
+    """Y = fill(shape): Y's sizes live in the shape input and are rewritten."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        out = ctx.output(0)
+        _check_sizes_traceable(ctx, ctx.input(0), out, {a: a for a in range(ctx.rank(out))})
+
+    def rewrite(self, node, ctx: RewriteContext) -> None:
+        out = ctx.output(0)
+        for axis in range(ctx.rank(out)):
+            if len(ctx.removed(out, axis)):
+                ctx.set_shape_value(0, axis, ctx.new_size(out, axis))
+
+
+@register("Expand")
+class ExpandHandler(OpHandler):
+    """Y = broadcast(X, shape): axes X already has are coupled; broadcast axes take their size from ``shape``."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x, shape, y = ctx.input(0), ctx.input(1), ctx.output(0)
+        out_rank, x_shape = ctx.rank(y), ctx.shape(x)
+        lead = out_rank - len(x_shape)
+        shape_lead = out_rank - ctx.shape(shape)[0]
+        for axis in range(out_rank):
+            if axis >= lead and x_shape[axis - lead] != 1:
+                ctx.identity(ctx.axis(x, axis - lead), ctx.axis(y, axis))
+            elif axis >= shape_lead:
+                _check_sizes_traceable(ctx, shape, y, {axis: axis - shape_lead})
+
+    def rewrite(self, node, ctx: RewriteContext) -> None:
+        x, shape, y = ctx.input(0), ctx.input(1), ctx.output(0)
+        out_rank = ctx.rank(y)
+        shape_lead = out_rank - ctx.shape(shape)[0]
+        for axis in range(shape_lead, out_rank):
+            if len(ctx.removed(y, axis)):
+                old = shape_value(ctx, shape, axis - shape_lead)
+                if old not in (1, -1):
+                    ctx.set_shape_value(1, axis - shape_lead, ctx.new_size(y, axis))
+
+
+@register("Gather")
+class GatherHandler(OpHandler):
+    """Y = take(data, indices, axis): data's other axes pass through; the gathered axis picks fixed indices, so
+    it cannot lose entries (blocked); the indices' axes are batch/sequence axes."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        data, indices, y = ctx.input(0), ctx.input(1), ctx.output(0)
+        rank = ctx.rank(data)
+        gather_axis = int(ctx.attr("axis", 0)) % rank
+        n_idx = ctx.rank(indices)
+        ctx.block(ctx.axis(data, gather_axis), f"{ctx.where()} selects fixed indices along this axis")
+        for axis in range(rank):
+            if axis < gather_axis:
+                ctx.identity(ctx.axis(data, axis), ctx.axis(y, axis))
+            elif axis > gather_axis:
+                ctx.identity(ctx.axis(data, axis), ctx.axis(y, axis - 1 + n_idx))
+        for axis in range(n_idx):
+            ctx.identity(ctx.axis(indices, axis), ctx.axis(y, gather_axis + axis))
+            ctx.nonchannel(ctx.axis(indices, axis))
+        if ctx.const(data) is not None and gather_axis == 0 and rank == 2:
+            ctx.producer(ctx.axis(data, 1))
+
+    def value_source(self, node, ctx, position):
+        """Gather of a shape vector by constant indices: element p comes from data element indices[p]."""
+        indices = ctx.const(ctx.input(1))
+        if indices is None or int(ctx.attr("axis", 0)) != 0 or ctx.rank(ctx.input(0)) != 1:
+            return None
+        return (0, int(np.asarray(indices).reshape(-1)[position]))
