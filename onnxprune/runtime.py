@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 
 
+@functools.cache
+def cuda_works() -> bool:
+    """Whether a CUDAExecutionProvider session really starts (onnxruntime-gpu lists it even without a GPU)."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    probe = onnx.helper.make_model(onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "p", [x], [y]),
+                                   opset_imports=[onnx.helper.make_opsetid("", 13)])
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CUDAExecutionProvider"])
+    except Exception:
+        return False
+    return session.get_providers()[0] == "CUDAExecutionProvider"
+
+
 def available_provider(provider: str = "auto") -> str:
-    """'CUDAExecutionProvider' when asked for cuda/auto and available, else 'CPUExecutionProvider'."""
-    have = ort.get_available_providers()
-    if provider in ("auto", "cuda") and "CUDAExecutionProvider" in have:
+    """'CUDAExecutionProvider' when asked for cuda/auto and it works here, else 'CPUExecutionProvider'."""
+    if provider in ("auto", "cuda") and cuda_works():
         return "CUDAExecutionProvider"
     if provider == "cuda":
-        raise RuntimeError(f"CUDAExecutionProvider is not available (onnxruntime has {have})")
+        raise RuntimeError("CUDAExecutionProvider does not work here (no GPU, or CUDA libraries missing)")
     return "CPUExecutionProvider"
 
 

@@ -1,0 +1,107 @@
+"""The ``onnxprune`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from onnxprune.errors import OnnxPruneError
+
+
+def parse_input_shapes(values: tuple[str, ...]) -> dict[str, list]:
+    """Parse repeated ``NAME:D1xD2x...`` options (a non-numeric dim stays symbolic)."""
+    shapes = {}
+    for value in values:
+        name, sep, dims = value.rpartition(":")
+        if not sep or not name or not dims:
+            raise click.BadParameter(f"'{value}' is not NAME:D1xD2x... (e.g. x:1x3x224x224)")
+        shapes[name] = [int(d) if d.isdigit() else d for d in dims.split("x")]
+    return shapes
+
+
+def clean_errors(func):
+    """Turn OnnxPruneError into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except OnnxPruneError as exc:
+            click.echo(f"onnxprune: error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+input_shape_option = click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1xD2x...",
+                                  help="Fix a graph input's shape (repeatable).")
+
+
+@click.group()
+@click.version_option(package_name="onnxprune")
+def main() -> None:
+    """Structural pruning of ONNX models: find coupled channel groups, prune them, prove the result."""
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--all", "show_all", is_flag=True, help="Also list batch/spatial/sequence and weightless groups.")
+@click.option("--details/--no-details", default=False, help="Print every member of every group.")
+@input_shape_option
+@clean_errors
+def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shapes: tuple[str, ...]) -> None:
+    """List the channel groups of MODEL: size, members, prunable or blocked with the reason."""
+    from onnxprune import analyse_model
+
+    dg = analyse_model(model, input_shapes=parse_input_shapes(input_shapes))
+    listed = dg.groups if show_all else dg.channel_groups()
+    if as_json:
+        click.echo(json.dumps({"model": model, **dg.summary(), "groups_list": [g.to_dict() for g in listed]},
+                              indent=2))
+        return
+    for group in listed:
+        if details:
+            click.echo(group.details())
+            continue
+        state = "prunable" if group.prunable else (f"blocked: {group.blocked_reasons[0]}"
+                                                   if group.blocked_reasons else group.kind)
+        exact = "" if group.exact else " (not mask-exact)"
+        click.echo(f"{group.id:>4}  {group.size:>6} ch  {len(group.members):>3} members  {group.root}  "
+                   f"{state}{exact}")
+    s = dg.summary()
+    click.echo(f"{s['groups']} channel groups: {s['prunable']} prunable, {s['blocked']} blocked "
+               f"(analysis {s['seconds']:.3f} s)")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@input_shape_option
+@clean_errors
+def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
+    """Show MODEL's op types (supported or not), parameters, MACs and how many groups are prunable."""
+    from onnxprune import analyse_model
+    from onnxprune.stats import count_macs, count_params, op_support
+
+    dg = analyse_model(model, input_shapes=parse_input_shapes(input_shapes))
+    ops = op_support(dg.graph)
+    report = {"model": model, "opset": dg.opset, "nodes": len(dg.graph.nodes), "params": count_params(dg.graph),
+              "macs": count_macs(dg.graph), "ops": ops, **dg.summary()}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{model}: opset {dg.opset}, {report['nodes']} nodes, {report['params']:,} params, "
+               f"{report['macs']:,} MACs per sample")
+    for op, info in ops.items():
+        click.echo(f"  {op:<28} {info['count']:>5}  {'supported' if info['supported'] else 'UNSUPPORTED'}")
+    unsupported = sum(1 for info in ops.values() if not info["supported"])
+    click.echo(f"{len(ops)} op types ({unsupported} unsupported); {report['groups']} channel groups, "
+               f"{report['prunable']} prunable, {report['blocked']} blocked")
+
+
+if __name__ == "__main__":
+    main()
