@@ -1,0 +1,43 @@
+"""Property test: on random CNN graphs, every prunable group pruned by a random subset gives a valid model that
+equals the mask oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+from graphgen import build_random_cnn, cnn_choices
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import onnxprune as op
+from onnxprune.oracle import compare
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(choices=cnn_choices(), seed=st.integers(0, 2**16))
+def test_random_cnn_groups_match_mask_oracle(choices, seed):
+    model = build_random_cnn(choices, seed)
+    dg = op.analyse_model(model)
+    rng = np.random.default_rng(seed)
+    groups = dg.prunable_groups()
+    assert groups, "the stem conv's group is always prunable"
+    plan = {}
+    for group in groups:
+        count = int(rng.integers(1, group.size)) if group.size > 1 else 0
+        units = sorted(rng.choice(group.size, size=count, replace=False).tolist())
+        if not units:
+            continue
+        try:
+            result = dg.prune({group.id: units})
+        except op.PruneError as exc:  # only legal refusal: a coupled axis would become empty
+            assert "removes all" in str(exc), exc
+            continue
+        report = compare(dg.masked_model({group.id: units}), result.model)
+        assert report.passed, (group.details(), report)
+        plan[group.id] = units
+    if plan:  # all groups at once (an axis shared by several groups loses the union of their indices)
+        try:
+            result = dg.prune(plan)
+        except op.PruneError as exc:
+            assert "removes all" in str(exc), exc
+        else:
+            assert compare(dg.masked_model(plan), result.model).passed
