@@ -1,0 +1,304 @@
+"""Tiny PyTorch test models and a robust ONNX export helper.
+
+``ZOO`` maps a name to a :class:`ModelSpec`; :func:`export` turns a spec into one self-contained, checked
+``.onnx`` file with the TorchScript or the dynamo exporter, with BatchNormalization kept or folded;
+:func:`export_variants` / :func:`export_all` export several variants, tracing each model once per exporter.
+
+All models are narrow (widths 8-48) and take inputs of batch 2 (3x32x32 images, a 400-sample waveform, 12 tokens),
+so one export plus an onnxruntime run costs milliseconds (TorchScript) to about a second (dynamo).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import onnx
+import torch
+from torch import nn
+
+from . import cnn, mobile, norm, recurrent
+
+__all__ = ["ModelSpec", "ZOO", "ExportError", "export", "export_variants", "export_all", "deep_spec",
+           "EXPORTERS"]
+
+EXPORTERS = ("torchscript", "dynamo")
+TORCHSCRIPT_OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """An export failed, or its result did not pass ``onnx.checker.check_model(full_check=True)``."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build and feed one zoo model.
+
+    ``build()`` returns the model in eval mode, built after ``torch.manual_seed(0)``; normalisation layers get
+    seeded non-trivial statistics/affine parameters so folding them changes the weights for real.
+    ``example_inputs(batch=2)`` returns a tuple of tensors (deterministic for a given batch).
+    ``dynamic_axes`` is TorchScript-style and also names the output's dynamic axes; for the dynamo exporter the
+    input entries are turned into ``dynamic_shapes``.
+    ``bn_unfoldable`` is how many BatchNormalization nodes survive folding (BN not directly after a Conv).
+    """
+
+    name: str
+    build: Callable[[], nn.Module]
+    example_inputs: Callable[..., tuple[torch.Tensor, ...]]
+    input_names: tuple[str, ...]
+    dynamic_axes: dict[str, dict[int, str]]
+    kind: str  # "cnn" or "rnn"
+    output_names: tuple[str, ...] = ("output",)
+    bn_unfoldable: int = 0
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------ building
+def _randomize_norms(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.InstanceNorm2d)) and m.affine:
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            if isinstance(m, nn.PReLU):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5)
+
+
+def _builder(ctor: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        model = ctor()
+        _randomize_norms(model)
+        return model.eval()
+    return build
+
+
+def _images(batch: int = 2) -> tuple[torch.Tensor, ...]:
+    return (torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch)),)
+
+
+def _waveform(batch: int = 2) -> tuple[torch.Tensor, ...]:
+    return (torch.randn(batch, 1, 400, generator=torch.Generator().manual_seed(batch)),)
+
+
+def _features(batch: int = 2) -> tuple[torch.Tensor, ...]:
+    return (torch.randn(batch, 8, 20, generator=torch.Generator().manual_seed(batch)),)
+
+
+def _tokens(batch_first: bool) -> Callable[..., tuple[torch.Tensor, ...]]:
+    def make(batch: int = 2) -> tuple[torch.Tensor, ...]:
+        shape = (batch, 12) if batch_first else (12, batch)
+        return (torch.randint(0, 100, shape, generator=torch.Generator().manual_seed(batch)),)
+    return make
+
+
+_BATCH = {"x": {0: "batch"}, "output": {0: "batch"}}
+
+
+def _cnn(name: str, ctor: Callable[[], nn.Module], inputs=_images, bn_unfoldable: int = 0,
+         description: str = "") -> ModelSpec:
+    return ModelSpec(name, _builder(ctor), inputs, ("x",), _BATCH, "cnn", bn_unfoldable=bn_unfoldable,
+                     description=description)
+
+
+def _lstm(name: str, bidirectional: bool, batch_first: bool) -> ModelSpec:
+    axes = {"tokens": {0 if batch_first else 1: "batch"}, "output": {0: "batch"}}
+    return ModelSpec(name, _builder(lambda: recurrent.LSTMText(bidirectional, batch_first)), _tokens(batch_first),
+                     ("tokens",), axes, "rnn",
+                     description=f"Embedding -> 2-layer LSTM (bidirectional={bidirectional}, "
+                                 f"batch_first={batch_first}) -> Linear")
+
+
+def deep_spec(num_blocks: int) -> ModelSpec:
+    """Spec for ``resnet_deep(num_blocks)`` (scaling benchmark); not in ZOO except for ``resnet_deep8``."""
+    return _cnn(f"resnet_deep{num_blocks}", lambda: cnn.resnet_deep(num_blocks),
+                description=f"{num_blocks} identity basic blocks at width 16")
+
+
+_SPECS = [
+    _cnn("resnet_basic", cnn.resnet_basic, description="ResNet-18-like, basic blocks, 1x1 downsample shortcuts"),
+    _cnn("resnet_bottleneck", cnn.resnet_bottleneck, description="ResNet-50-like bottlenecks, stages [2,1,1,1]"),
+    deep_spec(8),
+    _cnn("resnext", cnn.resnext, description="bottlenecks with groups=4 3x3 conv"),
+    _cnn("vgg_bn", cnn.VGG, description="VGG-BN, flatten of a 16x4x4 map into Linear(256, 32)"),
+    _cnn("mobilenet_v2", mobile.MobileNetV2, description="inverted residuals, depthwise, ReLU6"),
+    _cnn("mobilenet_v3", mobile.MobileNetV3, description="SE blocks (Hardsigmoid gate), Hardswish"),
+    # BN after Concat / before Conv (pre-activation) cannot fold: 5 dense-layer norm1, transition, final norm.
+    _cnn("densenet", cnn.DenseNet, bn_unfoldable=7, description="dense blocks (cat([x, new])), transition"),
+    _cnn("inception", cnn.Inception, description="4-branch concat: 1x1, 3x3, 5x5 / double 3x3, pool-proj"),
+    _cnn("shufflenet_v2", mobile.ShuffleNetV2, description="chunk split, concat, channel shuffle, 2-branch down"),
+    _cnn("unet", cnn.UNet, description="encoder/decoder, ConvTranspose2d up, skip concat, 1x1 head"),
+    _cnn("groupnorm_net", norm.GroupNormNet, description="GroupNorm + SiLU"),
+    _cnn("instancenorm_net", norm.InstanceNormNet, description="InstanceNorm2d + PReLU(16) + LeakyReLU"),
+    _cnn("audio_conv1d", recurrent.AudioNet, inputs=_waveform, description="Conv1d/BN/ReLU stack on a waveform"),
+    _lstm("lstm_text", False, False),
+    _lstm("lstm_text_bi", True, False),
+    _lstm("lstm_text_bf", False, True),
+    _lstm("lstm_text_bi_bf", True, True),
+    ModelSpec("conv_lstm", _builder(recurrent.ConvLSTM), _features, ("x",), _BATCH, "rnn",
+              description="Conv1d front end -> permute -> LSTM -> Linear"),
+]
+
+ZOO: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+
+
+# ------------------------------------------------------------------------------------------------ export
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' warnings, logging and stdout chatter; captured stdout is kept for error messages."""
+    buf = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+            warnings.simplefilter("ignore")
+            yield buf
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _spec(name_or_spec: str | ModelSpec) -> ModelSpec:
+    if isinstance(name_or_spec, ModelSpec):
+        return name_or_spec
+    try:
+        return ZOO[name_or_spec]
+    except KeyError:
+        raise KeyError(f"unknown model {name_or_spec!r}; known: {', '.join(ZOO)}") from None
+
+
+def _check(path: str, what: str) -> None:
+    model = onnx.load(path, load_external_data=False)
+    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise ExportError(f"{what}: {path} uses external data for {external[:5]}; expected one self-contained file")
+    try:
+        onnx.checker.check_model(path, full_check=True)
+    except Exception as e:  # onnx raises ValidationError / InferenceError
+        raise ExportError(f"{what}: {path} fails onnx.checker.check_model(full_check=True): {e}") from e
+
+
+def _export_torchscript(spec: ModelSpec, model: nn.Module, args: tuple, path: str, keep_bn: bool,
+                        opset: int | None) -> None:
+    with _quiet():
+        torch.onnx.export(model, args, path, dynamo=False, input_names=list(spec.input_names),
+                          output_names=list(spec.output_names), dynamic_axes=spec.dynamic_axes,
+                          do_constant_folding=not keep_bn, opset_version=opset or TORCHSCRIPT_OPSET)
+
+
+def _dynamo_program(spec: ModelSpec, model: nn.Module, args: tuple, opset: int | None):
+    dims: dict[str, torch.export.Dim] = {}
+    shapes = []
+    for name in spec.input_names:
+        axes = spec.dynamic_axes.get(name, {})
+        shapes.append({ax: dims.setdefault(dim, torch.export.Dim(dim)) for ax, dim in axes.items()} or None)
+    with _quiet() as out:
+        try:
+            return torch.onnx.export(model, args, dynamo=True, optimize=False, verbose=False, report=False,
+                                     input_names=list(spec.input_names), output_names=list(spec.output_names),
+                                     dynamic_shapes=tuple(shapes), opset_version=opset)
+        except Exception as e:
+            raise ExportError(f"dynamo export of {spec.name} failed: {e}\n{out.getvalue()}") from e
+
+
+def _export(spec: ModelSpec, targets: dict[tuple[str, bool], str], opset: int | None) -> dict[tuple[str, bool], str]:
+    for exporter, _ in targets:
+        if exporter not in EXPORTERS:
+            raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
+    model = spec.build()
+    args = spec.example_inputs()
+    for exporter in dict.fromkeys(e for e, _ in targets):
+        if exporter == "torchscript":
+            for kb in (True, False):
+                if (exporter, kb) not in targets:
+                    continue
+                try:
+                    _export_torchscript(spec, model, args, targets[(exporter, kb)], kb, opset)
+                except Exception as e:
+                    raise ExportError(f"torchscript export of {spec.name} failed: {e}") from e
+        else:
+            program = _dynamo_program(spec, model, args, opset)
+            for kb in (True, False):  # True first: optimize() mutates the program in place
+                if (exporter, kb) not in targets:
+                    continue
+                with _quiet():
+                    if not kb:
+                        program.optimize()
+                    program.save(targets[(exporter, kb)], external_data=False)
+    for (exporter, kb), path in targets.items():
+        _check(path, f"{spec.name} ({exporter}, keep_bn={kb})")
+    return targets
+
+
+def export_variants(name_or_spec: str | ModelSpec, out_dir: str | os.PathLike,
+                    exporters: Iterable[str] = EXPORTERS, keep_bn: Iterable[bool] = (True, False),
+                    opset: int | None = None) -> dict[tuple[str, bool], str]:
+    """Export one model in several (exporter, keep_bn) variants into ``out_dir`` (see :func:`export`).
+
+    Files are named ``{name}.{exporter}.{bn|nobn}.onnx``. The dynamo exporter traces the model once: the
+    ``keep_bn=True`` file is saved from the unoptimised program, then ``ONNXProgram.optimize()`` (exactly what
+    ``torch.onnx.export(..., optimize=True)`` runs) produces the ``keep_bn=False`` file.
+    Returns ``{(exporter, keep_bn): path}``.
+    """
+    spec = _spec(name_or_spec)
+    os.makedirs(out_dir, exist_ok=True)
+    targets = {(e, kb): os.path.join(os.fspath(out_dir), f"{spec.name}.{e}.{'bn' if kb else 'nobn'}.onnx")
+               for e in exporters for kb in keep_bn}
+    return _export(spec, targets, opset)
+
+
+def export(name_or_spec: str | ModelSpec, path: str | os.PathLike, exporter: str = "torchscript",
+           keep_bn: bool = True, opset: int | None = None) -> str:
+    """Export a zoo model (name or :class:`ModelSpec`) to ``path``: one self-contained .onnx file (no external
+    data), checked with ``onnx.checker.check_model(path, full_check=True)``; raises :class:`ExportError` if the
+    export or the check fails, ``KeyError`` for an unknown name, ``ValueError`` for an unknown exporter.
+
+    ``exporter="torchscript"``: ``torch.onnx.export(dynamo=False, do_constant_folding=not keep_bn,
+    opset_version=opset or 17)`` with ``spec.dynamic_axes`` (dynamic batch on the inputs and the output).
+    keep_bn=True keeps every BatchNormalization; keep_bn=False folds each BN that directly follows a Conv
+    (TorchScript's eval-mode Conv+BN fusion only happens with constant folding on).
+
+    ``exporter="dynamo"``: ``torch.onnx.export(dynamo=True, optimize=not keep_bn, verbose=False)`` (the
+    optimisation is run as ``ONNXProgram.optimize()`` on the same trace, which is what ``optimize=True`` does),
+    then ``ONNXProgram.save(path, external_data=False)``. ``opset=None`` keeps the exporter's default (20 with
+    torch 2.13); other opsets go through the exporter's version converter. The batch axis is dynamic via
+    ``dynamic_shapes`` (one ``torch.export.Dim`` per axis name) for every zoo model, the LSTMs included; all
+    other axes (sequence length, H, W) are static. optimize=False keeps every BatchNormalization, together with
+    the un-simplified graph: each bias-free Conv gets a computed zero bias
+    ``Expand(CastLike(0, x), Shape(W, start=0, end=1))``, ``chunk`` is ``SplitToSequence`` + ``SequenceAt``,
+    reshape targets are ``Concat``s of a symbolic batch and constants, and LSTM weights are rebuilt at run time
+    from torch's parameters (Slice per gate, Concat into ONNX i-o-f-c order, Unsqueeze). optimize=True folds
+    each BN that directly follows a Conv, and all of that into constants (``Split``, constant Reshape shapes,
+    LSTM W/R/B initializers named ``val_*``).
+
+    With either exporter, BN that does not directly follow a Conv (DenseNet's pre-activation BN after a
+    Concat, ReLU or AveragePool, its transition and final BN) survives keep_bn=False; ``spec.bn_unfoldable``
+    says how many.
+    """
+    spec = _spec(name_or_spec)
+    path = os.fspath(path)
+    return _export(spec, {(exporter, bool(keep_bn)): path}, opset)[(exporter, bool(keep_bn))]
+
+
+def export_all(out_dir: str | os.PathLike, exporters: Iterable[str] = EXPORTERS,
+               keep_bn: Iterable[bool] = (True, False), names: Iterable[str] | None = None,
+               opset: int | None = None) -> dict[tuple[str, str, bool], str]:
+    """Export every zoo model (or ``names``) in every variant; returns ``{(name, exporter, keep_bn): path}``."""
+    exporters, keep_bn = tuple(exporters), tuple(keep_bn)
+    result: dict[tuple[str, str, bool], str] = {}
+    for name in names if names is not None else ZOO:
+        for (exporter, kb), path in export_variants(name, out_dir, exporters, keep_bn, opset).items():
+            result[(name, exporter, kb)] = path
+    return result
