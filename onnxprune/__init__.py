@@ -12,6 +12,7 @@ from onnxprune.errors import ModelLoadError, OnnxPruneError, PruneError, ShapeEr
 from onnxprune.groups import DependencyGraph, Group
 from onnxprune.loading import LoadedModel, load
 from onnxprune.pruning import PruneResult
+from onnxprune.runtime import make_session  # noqa: F401  (quiets onnxruntime's logger for folding too)
 
 __version__ = "0.1.0"
 

@@ -43,6 +43,10 @@ class OpHandler:
         """Multiply-accumulates of one run of ``node`` (0 for ops whose cost is negligible)."""
         return 0
 
+    def dim_source(self, node: gs.Node, ctx: ShapeView, position: int) -> int | None:
+        """For ops that read shapes at run time (Shape): the axis of input 0 whose size is element ``position``."""
+        return None
+
     def value_source(self, node: gs.Node, ctx: ShapeView, position: int) -> tuple[int, int] | None:
         """For ops that pass shape values through: (input index, element) that element ``position`` of output 0
         is copied from, or None. Lets a Reshape target built by Concat/Unsqueeze be rewritten at its constant."""
@@ -175,9 +179,9 @@ class AnalysisContext(ShapeView):
         if sa is None and sb is None:
             return
         if sa is None or sb is None or sa != sb:
-            for ax, size in ((a, sa), (b, sb)):
-                if size is not None:
-                    self.block(ax, f"{self.where()} couples it with {a if ax == b else b} of size {sa if ax == b else sb}")
+            for ax, other, other_size in ((a, b, sb), (b, a, sa)):
+                if self._record.static_size(ax) is not None:
+                    self.block(ax, f"{self.where()} couples it with {other} of size {other_size}")
             return
         idx = np.arange(sa)
         self._record.add_edge(a, b, idx, idx, self.node)

@@ -17,10 +17,12 @@ from onnx import shape_inference
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from onnxprune.errors import ModelLoadError, ShapeError
+from onnxprune.ir import copy_graph
 
 # Initializers with more elements than this are left out of the shape-inference view (shape-like constants such as
 # Reshape targets are tiny and must stay in, because inference reads their values).
 _VIEW_MAX_ELEMENTS = 64
+_MAX_FOLD_ROUNDS = 6
 
 
 @dataclass
@@ -92,6 +94,7 @@ def infer_shapes(model: onnx.ModelProto) -> None:
     graph.node.extend(model.graph.node)
     graph.input.extend(model.graph.input)
     graph.output.extend(model.graph.output)
+    graph.value_info.extend(model.graph.value_info)  # the exporter's shapes, for ops ONNX cannot infer (GroupNorm)
     declared = {i.name for i in model.graph.input}
     for init in model.graph.initializer:
         if int(np.prod(init.dims)) <= _VIEW_MAX_ELEMENTS:
@@ -113,7 +116,7 @@ def infer_shapes(model: onnx.ModelProto) -> None:
 
 def refresh_shapes(graph: gs.Graph, opset_imports, ir_version: int) -> None:
     """Re-infer the shapes of ``graph``'s activations after folding, on a weight-free shallow copy."""
-    view = graph.copy()
+    view = copy_graph(graph)
     stand_ins: dict[str, gs.Variable] = {}
     for node in view.nodes:
         for i, tensor in enumerate(node.inputs):
@@ -150,6 +153,26 @@ def _numel(tensor: gs.Constant) -> int:
     return int(np.prod(tensor.shape)) if tensor.shape is not None else tensor.values.size
 
 
+_CONSTANT_FORMS = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
+                   "value_ints": np.int64}
+
+
+def normalize_constant_nodes(model: onnx.ModelProto) -> None:
+    """Rewrite Constant nodes given as value_float(s)/value_int(s) into typed ``value`` tensors.
+
+    onnx-graphsurgeon folds ``value_floats`` into float64 arrays although ONNX defines them as float32, which
+    would change the element type of everything computed from them.
+    """
+    for node in model.graph.node:
+        if node.op_type != "Constant" or len(node.attribute) != 1 or node.attribute[0].name not in _CONSTANT_FORMS:
+            continue
+        attr = node.attribute[0]
+        value = onnx.helper.get_attribute_value(attr)
+        array = np.array(value, dtype=_CONSTANT_FORMS[attr.name])
+        del node.attribute[:]
+        node.attribute.append(onnx.helper.make_attribute("value", onnx.numpy_helper.from_array(array)))
+
+
 def _name_nodes(graph: gs.Graph) -> None:
     taken = {n.name for n in graph.nodes if n.name}
     for k, node in enumerate(graph.nodes):
@@ -170,7 +193,8 @@ def _check_shapes(graph: gs.Graph) -> None:
         if node.domain not in ("", "ai.onnx", None):
             continue
         for tensor in node.outputs:
-            if isinstance(tensor, gs.Variable) and tensor.name and tensor.shape is None and tensor.outputs:
+            is_tensor = getattr(tensor, "type", "tensor_type") == "tensor_type"
+            if isinstance(tensor, gs.Variable) and is_tensor and tensor.shape is None and tensor.outputs:
                 raise ShapeError(f"shape of tensor '{tensor.name}' ({node.op} node '{node.name}') could not be "
                                  "inferred; give static input shapes with --input-shape NAME:D1xD2x...")
 
@@ -184,14 +208,19 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         model = _copy_if_given(model, path)
         set_input_shapes(model, input_shapes)
     opset = default_opset(model)
+    normalize_constant_nodes(model)
     infer_shapes(model)
     G_LOGGER.severity = G_LOGGER.ERROR
     try:
         graph = gs.import_onnx(model)
     except Exception as exc:
         raise ModelLoadError(f"cannot import the graph: {exc}") from None
-    graph.fold_constants(fold_shapes=True, error_ok=True).cleanup(remove_unused_graph_inputs=False).toposort()
-    refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    for _ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
+        before = len(graph.nodes)
+        graph.fold_constants(fold_shapes=True, error_ok=True).cleanup(remove_unused_graph_inputs=False).toposort()
+        refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+        if len(graph.nodes) == before:
+            break
     _name_nodes(graph)
     if strict_shapes:
         _check_shapes(graph)

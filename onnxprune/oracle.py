@@ -13,6 +13,7 @@ import onnx_graphsurgeon as gs
 
 from onnxprune.axes import ChannelAxis
 from onnxprune.handler import OracleContext, handler_for
+from onnxprune.ir import copy_graph
 from onnxprune.runtime import make_session, random_inputs
 from onnxprune.saving import to_proto
 
@@ -20,7 +21,7 @@ from onnxprune.saving import to_proto
 def masked_model(dg, plan: dict[int, Iterable[int]]) -> onnx.ModelProto:
     """The analysed model where every pruned activation index is replaced by 0 right after it is produced."""
     removed = dg.resolve(plan)
-    graph = dg.graph.copy()
+    graph = copy_graph(dg.graph)
     tensors = graph.tensors()
     by_tensor = defaultdict(list)
     for axis, idx in removed.items():
@@ -35,14 +36,12 @@ def masked_model(dg, plan: dict[int, Iterable[int]]) -> onnx.ModelProto:
             line[idx] = False
             keep = keep & line.reshape([-1 if a == axis else 1 for a in range(rank)])
         masked = gs.Variable(f"{name}__masked", dtype=tensor.dtype, shape=tensor.shape)
-        zero = gs.Constant(f"{name}__zero", np.zeros((), dtype=tensor.dtype))
         users = list(tensor.outputs)
         for user in users:
             for k, t in enumerate(user.inputs):
                 if t is tensor:
                     user.inputs[k] = masked
-        graph.nodes.append(gs.Node("Where", name=f"{name}__mask",
-                                   inputs=[gs.Constant(f"{name}__keep", keep), tensor, zero], outputs=[masked]))
+        graph.nodes.append(_mask_node(name, tensor, masked, keep, dg.opset))
         if tensor in graph.outputs:
             graph.outputs[graph.outputs.index(tensor)] = masked
     for node in list(graph.nodes):
@@ -52,6 +51,20 @@ def masked_model(dg, plan: dict[int, Iterable[int]]) -> onnx.ModelProto:
                 handler.oracle(node, OracleContext(node, removed, graph))
     graph.toposort()
     return to_proto(graph, dg.loaded)
+
+
+def _mask_node(name: str, tensor: gs.Variable, masked: gs.Variable, keep: np.ndarray, opset: int) -> gs.Node:
+    """masked = tensor where keep else 0: Where (so inf * 0 cannot make NaN), And for bool (onnxruntime has no
+    bool Where), Mul before opset 9 (no Where; onnxruntime runs neither before opset 7)."""
+    if np.dtype(tensor.dtype) == np.bool_:
+        return gs.Node("And", name=f"{name}__mask", inputs=[tensor, gs.Constant(f"{name}__keep", keep)],
+                       outputs=[masked])
+    if opset >= 9:
+        zero = gs.Constant(f"{name}__zero", np.zeros((), dtype=tensor.dtype))
+        return gs.Node("Where", name=f"{name}__mask", inputs=[gs.Constant(f"{name}__keep", keep), tensor, zero],
+                       outputs=[masked])
+    factor = gs.Constant(f"{name}__keep", keep.astype(tensor.dtype))
+    return gs.Node("Mul", name=f"{name}__mask", inputs=[tensor, factor], outputs=[masked])
 
 
 @dataclass

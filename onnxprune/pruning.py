@@ -14,6 +14,7 @@ import onnx_graphsurgeon as gs
 from onnxprune.axes import ChannelAxis
 from onnxprune.errors import PruneError
 from onnxprune.handler import RewriteContext, handler_for
+from onnxprune.ir import copy_graph
 from onnxprune.saving import check_model, save_model, to_proto
 
 
@@ -35,7 +36,7 @@ def apply_plan(dg, plan: dict[int, Iterable[int]], check: bool = True) -> PruneR
     plan = {int(g): sorted({int(u) for u in units}) for g, units in plan.items()}
     removed = dg.resolve(plan)
     sizes = dg.sizes()
-    graph = dg.graph.copy()
+    graph = copy_graph(dg.graph)
     tensors = graph.tensors()
     by_tensor: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
     for axis, idx in removed.items():

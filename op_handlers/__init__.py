@@ -10,5 +10,6 @@ from op_handlers import (  # noqa: F401
     recurrent,
     reshape,
     resize_pad,
+    sequence,
     shape_ops,
 )

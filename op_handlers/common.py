@@ -48,8 +48,9 @@ def axes_argument(ctx: ShapeView, input_index: int, attr: str = "axes") -> list[
     return [int(a) for a in values.reshape(-1)]
 
 
-def shape_value(ctx: ShapeView, tensor: gs.Tensor, position: int) -> int | None:
-    """Element ``position`` of a 1-D shape-like tensor if it can be traced to a constant, else None."""
+def trace_shape_element(ctx: ShapeView, tensor: gs.Tensor, position: int):
+    """Where element ``position`` of a 1-D shape-like tensor comes from: an int (a constant), a (tensor, axis) pair
+    (read at run time by Shape, so it follows that axis), or None (computed some other way)."""
     from onnxprune.handler import handler_for
 
     while True:
@@ -58,10 +59,22 @@ def shape_value(ctx: ShapeView, tensor: gs.Tensor, position: int) -> int | None:
             return int(values.reshape(-1)[position])
         producer = tensor.inputs[0] if tensor.inputs else None
         handler = handler_for(producer) if producer is not None else None
-        source = handler.value_source(producer, ShapeView(producer), position) if handler else None
+        if handler is None:
+            return None
+        view = ShapeView(producer)
+        dim = handler.dim_source(producer, view, position)
+        if dim is not None:
+            return producer.inputs[0], dim
+        source = handler.value_source(producer, view, position)
         if source is None:
             return None
         tensor, position = producer.inputs[source[0]], source[1]
+
+
+def shape_value(ctx: ShapeView, tensor: gs.Tensor, position: int) -> int | None:
+    """Element ``position`` of a 1-D shape-like tensor if it traces back to a constant, else None."""
+    found = trace_shape_element(ctx, tensor, position)
+    return found if isinstance(found, int) else None
 
 
 def _blocks(a: list, b: list) -> list[tuple[list[int], list[int]]] | None:
@@ -112,10 +125,11 @@ def _blocks(a: list, b: list) -> list[tuple[list[int], list[int]]] | None:
 def couple_reshape(ctx: AnalysisContext, src: gs.Tensor, dst: gs.Tensor) -> None:
     """Couple the axes of a reshaped tensor (Reshape, Flatten, Squeeze, Unsqueeze).
 
-    Dims that stay whole are the same axis. Where one axis is split into factors (or factors merged into one), only
-    one factor can carry pruning: the one chosen by the analysis' factor policy among factors that are not batch/
-    spatial axes. Index q of the merged axis is coupled with that factor's coordinate of q, so pruning factor
-    index c removes the merged indices whose coordinate is c; the other factors are kept at their size (blocked).
+    Dims that stay whole are the same axis. Where dims are split or merged, both sides are cut into their common
+    refinement of factors (e.g. [16, 32, 32] -> [4, 4096] into 4 x 4 x 32 x 32), and one factor carries the
+    pruning: the one the analysis' factor policy picks among factors that no batch/spatial axis contains. Index q
+    of every axis holding that factor is coupled by q's coordinate on it, so pruning coordinate c removes every
+    index whose coordinate is c; axes without that factor keep their size (blocked).
     """
     a, b = ctx.shape(src), ctx.shape(dst)
     runs = _blocks(a, b)
@@ -125,34 +139,55 @@ def couple_reshape(ctx: AnalysisContext, src: gs.Tensor, dst: gs.Tensor) -> None
         ctx.block_tensor(dst, reason)
         return
     for ia, jb in runs:
-        ia = [i for i in ia if a[i] != 1]
-        jb = [j for j in jb if b[j] != 1]
+        axes = [(ctx.axis(src, i), a[i]) for i in ia if a[i] != 1] + [(ctx.axis(dst, j), b[j]) for j in jb if b[j] != 1]
         if len(ia) == 1 and len(jb) == 1:
-            ctx.identity(ctx.axis(src, ia[0]), ctx.axis(dst, jb[0]))
-        elif len(ia) > 1 and len(jb) == 1:
-            _couple_factors(ctx, ctx.axis(dst, jb[0]), [ctx.axis(src, i) for i in ia], [a[i] for i in ia])
-        elif len(jb) > 1 and len(ia) == 1:
-            _couple_factors(ctx, ctx.axis(src, ia[0]), [ctx.axis(dst, j) for j in jb], [b[j] for j in jb])
-        elif ia and jb:
-            reason = f"{ctx.where()} regroups dims {[a[i] for i in ia]} into {[b[j] for j in jb]}"
-            for axis in [ctx.axis(src, i) for i in ia] + [ctx.axis(dst, j) for j in jb]:
-                ctx.block(axis, reason)
+            ctx.identity(axes[0][0], axes[1][0])
+        elif axes:
+            _couple_factored(ctx, axes, sum(1 for i in ia if a[i] != 1))
 
 
-def _couple_factors(ctx: AnalysisContext, merged, factors: list, sizes: list[int]) -> None:
-    candidates = [k for k, axis in enumerate(factors) if not ctx.is_nonchannel(axis)]
-    if not candidates or ctx.is_nonchannel(merged):
+def _refine(left: list[int], right: list[int]) -> list[int] | None:
+    """Common refinement of two factorisations of the same number, or None if their cuts do not nest."""
+    cuts = sorted(set(np.cumprod(left).tolist()) | set(np.cumprod(right).tolist()))
+    factors, prev = [], 1
+    for cut in cuts:
+        if cut % prev:
+            return None
+        factors.append(cut // prev)
+        prev = cut
+    return factors
+
+
+def _couple_factored(ctx: AnalysisContext, axes: list, n_left: int) -> None:
+    sizes = [size for _, size in axes]
+    factors = _refine(sizes[:n_left], sizes[n_left:])
+    reason = f"{ctx.where()} regroups dims {sizes[:n_left]} into {sizes[n_left:]}"
+    if factors is None:
+        for axis, _ in axes:
+            ctx.block(axis, reason + " in a way that cannot be factored")
+        return
+    bounds = np.concatenate([[1], np.cumprod(factors)])
+    spans = []  # per axis: (first factor, one past last factor)
+    for side in (sizes[:n_left], sizes[n_left:]):
+        prefix = np.concatenate([[1], np.cumprod(side)])
+        for lo, hi in zip(prefix[:-1], prefix[1:]):
+            spans.append((int(np.searchsorted(bounds, lo)), int(np.searchsorted(bounds, hi))))
+    holders = [[k for k, (s, e) in enumerate(spans) if s <= f < e] for f in range(len(factors))]
+    candidates = [f for f in range(len(factors)) if factors[f] > 1
+                  and not any(ctx.is_nonchannel(axes[k][0]) for k in holders[f])]
+    if not candidates:
+        for axis, _ in axes:
+            ctx.block(axis, reason + " together with batch/spatial dims")
         return
     policy = ctx.options.factor_policy
-    if policy == "leading":
-        chosen = candidates[0]
-    elif policy == "trailing":
-        chosen = candidates[-1]
-    else:
-        chosen = max(candidates, key=lambda k: (sizes[k], k))
-    stride = int(np.prod(sizes[chosen + 1:]))
-    flat = np.arange(int(np.prod(sizes)))
-    ctx.couple(merged, factors[chosen], flat, (flat // stride) % sizes[chosen])
-    for k, axis in enumerate(factors):
-        if k != chosen:
-            ctx.block(axis, f"{ctx.where()} splits {merged} into factors {sizes}; factor {k} keeps its size")
+    chosen = {"leading": candidates[0], "trailing": candidates[-1]}.get(
+        policy, max(candidates, key=lambda f: (factors[f], f)))
+    anchor = holders[chosen][0]
+    anchor_stride = int(np.prod(factors[chosen + 1:spans[anchor][1]]))
+    for k, (axis, size) in enumerate(axes):
+        if k not in holders[chosen]:
+            ctx.block(axis, reason + f"; this part keeps its size (factor {factors[chosen]} carries pruning)")
+            continue
+        stride = int(np.prod(factors[chosen + 1:spans[k][1]]))
+        q = np.arange(size)
+        ctx.couple(axis, axes[anchor][0], q, (q // stride) % factors[chosen] * anchor_stride)

@@ -131,12 +131,15 @@ class SliceHandler(OpHandler):
     def rewrite(self, node, ctx: RewriteContext) -> None:
         x, y = ctx.input(0), ctx.output(0)
         bounds = self._bounds(node, ctx, lambda axis: ctx.old_size(x, axis) or ctx.size(x, axis))
-        starts, ends = [], []
-        for axis, start, end, _step in bounds:
+        if ctx.opset() < 10:
+            starts, ends = list(ctx.attr("starts")), list(ctx.attr("ends"))
+        else:
+            starts, ends = ctx.const(ctx.input(1)).tolist(), ctx.const(ctx.input(2)).tolist()
+        for k, (axis, start, _end, _step) in enumerate(bounds):
             removed = ctx.removed(x, axis)
-            new_start = start - int(np.sum(removed < start))
-            starts.append(new_start)
-            ends.append(new_start + (ctx.new_size(y, axis) if len(removed) else end - start))
+            if len(removed):  # only unit-step slices of static axes are coupled; other bounds stay as written
+                starts[k] = start - int(np.sum(removed < start))
+                ends[k] = starts[k] + ctx.new_size(y, axis)
         if ctx.opset() < 10:
             node.attrs["starts"], node.attrs["ends"] = starts, ends
         else:

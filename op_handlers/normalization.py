@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
+from op_handlers.common import couple_identity_all
 
 
 @register("BatchNormalization", "InstanceNormalization")
@@ -16,7 +17,7 @@ class PerChannelNormHandler(OpHandler):
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, y = ctx.input(0), ctx.output(0)
         channel = ctx.axis(x, 1)
-        ctx.identity(channel, ctx.axis(y, 1))
+        couple_identity_all(ctx, x, y)
         for tensor in [t for t in node.inputs[1:] if t.name] + [t for t in node.outputs[1:] if t.name]:
             ctx.identity(ctx.axis(tensor, 0), channel)
         ctx.nonchannel_tensor(x, [0, *range(2, ctx.rank(x))])
@@ -31,7 +32,7 @@ class GroupNormHandler(OpHandler):
         groups = int(ctx.attr("num_groups"))
         channels = ctx.size(x, 1)
         channel = ctx.axis(x, 1)
-        ctx.identity(channel, ctx.axis(y, 1))
+        couple_identity_all(ctx, x, y)
         ctx.nonchannel_tensor(x, [0, *range(2, ctx.rank(x))])
         if channels is None:
             ctx.block_all("channel count is dynamic")

@@ -24,6 +24,9 @@ class PoolHandler(OpHandler):
             ctx.identity(ctx.axis(x, 1), ctx.axis(out, 1))
             ctx.nonchannel_tensor(out, [0, *range(2, ctx.rank(out))])
         ctx.nonchannel_tensor(x, [0, *range(2, ctx.rank(x))])
+        indices = ctx.output(1)
+        if indices is not None:  # MaxPool's flat indices ((n * C + c) * H + h) * W + w change with C
+            ctx.block(ctx.axis(indices, 1), f"{ctx.where()}: its Indices output encodes the channel count")
 
 
 @register(*SUM_LIKE, *OTHER_REDUCE, "ArgMax", "ArgMin")
@@ -49,7 +52,9 @@ class ReduceHandler(OpHandler):
         for axis in range(rank):
             if axis in axes:
                 out_axis += keep
-                if node.op not in SUM_LIKE and ctx.size(x, axis) != 1:
+                if node.op in ("ArgMax", "ArgMin") and ctx.size(x, axis) != 1:
+                    ctx.block(ctx.axis(x, axis), f"{ctx.where()} returns positions along this axis")
+                elif node.op not in SUM_LIKE and ctx.size(x, axis) != 1:
                     ctx.inexact(ctx.axis(x, axis), f"{node.op} reduces over this axis")
                 continue
             ctx.identity(ctx.axis(x, axis), ctx.axis(y, out_axis))

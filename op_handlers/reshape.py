@@ -4,7 +4,7 @@ and Unsqueeze regroup them (see ``couple_reshape`` for how a split or merged cha
 from __future__ import annotations
 
 from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
-from op_handlers.common import couple_reshape, shape_value
+from op_handlers.common import couple_reshape, trace_shape_element
 
 
 @register("Transpose")
@@ -39,11 +39,17 @@ class ReshapeHandler(RegroupHandler):
         super().analyse(node, ctx)
         y, target = ctx.output(0), ctx.input(1)
         for axis, dim in enumerate(ctx.shape(y)):
-            if isinstance(dim, int) and dim > 1 and shape_value(ctx, target, axis) is None:
+            if not (isinstance(dim, int) and dim > 1):
+                continue
+            source = trace_shape_element(ctx, target, axis)
+            if isinstance(source, tuple):  # Shape(t)[p]: follows t's axis p at run time
+                ctx.identity(ctx.axis(source[0], source[1]), ctx.axis(y, axis))
+            elif source is None:
                 ctx.block(ctx.axis(y, axis), f"{ctx.where()}: target entry {axis} is computed at run time")
 
     def rewrite(self, node, ctx: RewriteContext) -> None:
         y, target = ctx.output(0), ctx.input(1)
         for axis in range(ctx.rank(y)):
-            if len(ctx.removed(y, axis)) and shape_value(ctx, target, axis) not in (-1, 0):
+            source = trace_shape_element(ctx, target, axis) if len(ctx.removed(y, axis)) else None
+            if isinstance(source, int) and source not in (-1, 0):  # Shape-read entries follow by themselves
                 ctx.set_shape_value(1, axis, ctx.new_size(y, axis))

@@ -6,22 +6,49 @@ from __future__ import annotations
 import numpy as np
 
 from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
-from op_handlers.common import is_static, shape_value
+from op_handlers.common import is_static, trace_shape_element
 
 
 @register("Shape", "Size")
 class ShapeReadHandler(OpHandler):
-    """Shape(X) is computed at run time, so it follows whatever X becomes: no coupling, no block."""
+    """Shape(X) is computed at run time, so it follows whatever X becomes: no coupling, no block. Size(X) is a
+    value (an element count, as in a hand-written mean) that pruning any axis changes: not mask-exact."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
-        return
+        if node.op == "Size":
+            x = ctx.input(0)
+            for axis in range(ctx.rank(x)):
+                ctx.inexact(ctx.axis(x, axis), f"{ctx.where()} counts the elements of this axis")
+
+    def dim_source(self, node, ctx, position):
+        """Shape(X, start, end)[p] is the size of X's axis start + p."""
+        if node.op != "Shape":
+            return None
+        rank = ctx.rank(ctx.input(0))
+        start = int(ctx.attr("start", 0))
+        return (start + rank if start < 0 else start) + position
 
 
-def _check_sizes_traceable(ctx: AnalysisContext, shape_input, out, positions: dict[int, int]) -> None:
-    """Block output axes whose size sits in ``shape_input`` at a position that is computed at run time."""
+def _couple_sizes(ctx: AnalysisContext, shape_input, out, positions: dict[int, int]) -> None:
+    """Output axis sizes held in ``shape_input``: a constant entry is rewritten later; an entry read by Shape from
+    another tensor follows that tensor's axis (coupled); anything else computed at run time blocks the axis."""
     for axis, position in positions.items():
-        if is_static(ctx.shape(out)[axis]) and shape_value(ctx, shape_input, position) is None:
+        if not is_static(ctx.shape(out)[axis]):
+            continue
+        source = trace_shape_element(ctx, shape_input, position)
+        if isinstance(source, tuple):
+            ctx.identity(ctx.axis(source[0], source[1]), ctx.axis(out, axis))
+        elif source is None:
             ctx.block(ctx.axis(out, axis), f"{ctx.where()}: its size comes from a shape computed at run time")
+
+
+def _rewrite_sizes(ctx: RewriteContext, input_index: int, out, positions: dict[int, int]) -> None:
+    """Write the pruned sizes of ``out``'s axes into the constant entries of the shape input."""
+    for axis, position in positions.items():
+        if len(ctx.removed(out, axis)):
+            source = trace_shape_element(ctx, ctx.input(input_index), position)
+            if isinstance(source, int) and source not in (1, -1):
+                ctx.set_shape_value(input_index, position, ctx.new_size(out, axis))
 
 
 @register("ConstantOfShape")
@@ -30,13 +57,11 @@ class ConstantOfShapeHandler(OpHandler):
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         out = ctx.output(0)
-        _check_sizes_traceable(ctx, ctx.input(0), out, {a: a for a in range(ctx.rank(out))})
+        _couple_sizes(ctx, ctx.input(0), out, {a: a for a in range(ctx.rank(out))})
 
     def rewrite(self, node, ctx: RewriteContext) -> None:
         out = ctx.output(0)
-        for axis in range(ctx.rank(out)):
-            if len(ctx.removed(out, axis)):
-                ctx.set_shape_value(0, axis, ctx.new_size(out, axis))
+        _rewrite_sizes(ctx, 0, out, {a: a for a in range(ctx.rank(out))})
 
 
 @register("Expand")
@@ -52,17 +77,12 @@ class ExpandHandler(OpHandler):
             if axis >= lead and x_shape[axis - lead] != 1:
                 ctx.identity(ctx.axis(x, axis - lead), ctx.axis(y, axis))
             elif axis >= shape_lead:
-                _check_sizes_traceable(ctx, shape, y, {axis: axis - shape_lead})
+                _couple_sizes(ctx, shape, y, {axis: axis - shape_lead})
 
     def rewrite(self, node, ctx: RewriteContext) -> None:
-        x, shape, y = ctx.input(0), ctx.input(1), ctx.output(0)
-        out_rank = ctx.rank(y)
-        shape_lead = out_rank - ctx.shape(shape)[0]
-        for axis in range(shape_lead, out_rank):
-            if len(ctx.removed(y, axis)):
-                old = shape_value(ctx, shape, axis - shape_lead)
-                if old not in (1, -1):
-                    ctx.set_shape_value(1, axis - shape_lead, ctx.new_size(y, axis))
+        y = ctx.output(0)
+        shape_lead = ctx.rank(y) - ctx.shape(ctx.input(1))[0]
+        _rewrite_sizes(ctx, 1, y, {a: a - shape_lead for a in range(shape_lead, ctx.rank(y))})
 
 
 @register("Gather")
