@@ -43,6 +43,11 @@ class OpHandler:
         """Multiply-accumulates of one run of ``node`` (0 for ops whose cost is negligible)."""
         return 0
 
+    def static_value(self, node: gs.Node, ctx: ShapeView) -> np.ndarray | None:
+        """Output 0's value when static shapes alone determine it (Shape of known dims), else None; the loader
+        folds these before constant folding."""
+        return None
+
     def dim_source(self, node: gs.Node, ctx: ShapeView, position: int) -> int | None:
         """For ops that read shapes at run time (Shape): the axis of input 0 whose size is element ``position``."""
         return None

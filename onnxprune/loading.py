@@ -82,6 +82,7 @@ def set_input_shapes(model: onnx.ModelProto, input_shapes: dict[str, list[int | 
                 entry.dim_param = dim
             else:
                 entry.dim_value = int(dim)
+    del model.graph.value_info[:]  # shapes recorded for the old input shapes no longer hold
 
 
 def infer_shapes(model: onnx.ModelProto) -> None:
@@ -112,6 +113,24 @@ def infer_shapes(model: onnx.ModelProto) -> None:
         found = [o for o in inferred.graph.output if o.name == out.name]
         if found and not out.type.tensor_type.HasField("shape"):
             out.CopyFrom(found[0])
+
+
+def fold_static_values(graph: gs.Graph) -> None:
+    """Replace outputs that static shapes determine (per the handlers' ``static_value``) by constants."""
+    from onnxprune.handler import ShapeView, UnknownShape, handler_for
+
+    for node in graph.nodes:
+        handler = handler_for(node)
+        if handler is None or not node.outputs:
+            continue
+        try:
+            value = handler.static_value(node, ShapeView(node))
+        except UnknownShape:
+            continue
+        if value is not None:
+            out = node.outputs[0]
+            out.to_constant(value)
+            node.outputs.clear()
 
 
 def refresh_shapes(graph: gs.Graph, opset_imports, ir_version: int) -> None:
@@ -217,6 +236,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         raise ModelLoadError(f"cannot import the graph: {exc}") from None
     for _ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
         before = len(graph.nodes)
+        fold_static_values(graph)
         graph.fold_constants(fold_shapes=True, error_ok=True).cleanup(remove_unused_graph_inputs=False).toposort()
         refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
         if len(graph.nodes) == before:

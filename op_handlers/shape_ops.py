@@ -28,6 +28,14 @@ class ShapeReadHandler(OpHandler):
         start = int(ctx.attr("start", 0))
         return (start + rank if start < 0 else start) + position
 
+    def static_value(self, node, ctx):
+        """Shape (with start/end) or Size of dims that are all static."""
+        shape = ctx.shape(ctx.input(0))
+        if node.op == "Size":
+            return np.array(np.prod(shape), dtype=np.int64) if all(map(is_static, shape)) else None
+        dims = shape[slice(int(ctx.attr("start", 0)), ctx.attr("end"))]
+        return np.array(dims, dtype=np.int64) if all(map(is_static, dims)) else None
+
 
 def _couple_sizes(ctx: AnalysisContext, shape_input, out, positions: dict[int, int]) -> None:
     """Output axis sizes held in ``shape_input``: a constant entry is rewritten later; an entry read by Shape from
