@@ -36,6 +36,9 @@ def clean_errors(func):
     return wrapper
 
 
+factor_option = click.option("--factor-policy", type=click.Choice(["largest", "leading", "trailing"]),
+                             default="largest", show_default=True,
+                             help="Which factor of a split/merged channel axis carries pruning (leading = heads).")
 input_shape_option = click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1xD2x...",
                                   help="Fix a graph input's shape (repeatable).")
 
@@ -52,12 +55,15 @@ def main() -> None:
 @click.option("--all", "show_all", is_flag=True, help="Also list batch/spatial/sequence and weightless groups.")
 @click.option("--details/--no-details", default=False, help="Print every member of every group.")
 @input_shape_option
+@factor_option
 @clean_errors
-def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shapes: tuple[str, ...]) -> None:
+def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shapes: tuple[str, ...],
+           factor_policy: str) -> None:
     """List the channel groups of MODEL: size, members, prunable or blocked with the reason."""
-    from onnxprune import analyse_model
+    from onnxprune import AnalysisOptions, analyse_model
 
-    dg = analyse_model(model, input_shapes=parse_input_shapes(input_shapes))
+    dg = analyse_model(model, input_shapes=parse_input_shapes(input_shapes),
+                       options=AnalysisOptions(factor_policy=factor_policy))
     listed = dg.groups if show_all else dg.channel_groups()
     if as_json:
         click.echo(json.dumps({"model": model, **dg.summary(), "groups_list": [g.to_dict() for g in listed]},
