@@ -43,6 +43,16 @@ class OpHandler:
         """Multiply-accumulates of one run of ``node`` (0 for ops whose cost is negligible)."""
         return 0
 
+    def scale_inputs(self, node: gs.Node) -> list[int]:
+        """Input indices holding per-channel scales of a normalisation (gamma): the 'bn' importance criterion reads
+        them, and magnitude criteria count them beside weights (biases and running statistics are never counted)."""
+        return []
+
+    def weight_inputs(self, node: gs.Node) -> list[int]:
+        """Input indices holding weights that magnitude criteria count besides those with a producer axis (which
+        are always weights): e.g. recurrent weights R, whose rows are not declared producers."""
+        return []
+
     def static_value(self, node: gs.Node, ctx: ShapeView) -> np.ndarray | None:
         """Output 0's value when static shapes alone determine it (Shape of known dims), else None; the loader
         folds these before constant folding."""

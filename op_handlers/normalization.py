@@ -22,6 +22,9 @@ class PerChannelNormHandler(OpHandler):
             ctx.identity(ctx.axis(tensor, 0), channel)
         ctx.nonchannel_tensor(x, [0, *range(2, ctx.rank(x))])
 
+    def scale_inputs(self, node) -> list[int]:
+        return [1]
+
 
 @register("GroupNormalization")
 class GroupNormHandler(OpHandler):
@@ -51,6 +54,9 @@ class GroupNormHandler(OpHandler):
         per_group = ctx.old_size(x, 1) // int(ctx.attr("num_groups"))
         node.attrs["num_groups"] = ctx.new_size(x, 1) // per_group
 
+    def scale_inputs(self, node) -> list[int]:
+        return [1]
+
 
 @register("LayerNormalization")
 class LayerNormHandler(OpHandler):
@@ -72,3 +78,6 @@ class LayerNormHandler(OpHandler):
         for extra in [t for t in node.outputs[1:] if t.name]:  # Mean and InvStdDev have size 1 on these axes
             for axis in range(first):
                 ctx.identity(ctx.axis(extra, axis), ctx.axis(x, axis))
+
+    def scale_inputs(self, node) -> list[int]:
+        return [1]

@@ -51,6 +51,9 @@ class RecurrentHandler(OpHandler):
         if layout not in (0, 1):
             ctx.block_all(f"unknown layout {layout}")
 
+    def weight_inputs(self, node) -> list[int]:
+        return [1, 2]
+
     def rewrite(self, node, ctx: RewriteContext) -> None:
         node.attrs["hidden_size"] = ctx.new_size(ctx.input(2), 2)
 
