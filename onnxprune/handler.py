@@ -53,6 +53,11 @@ class OpHandler:
         are always weights): e.g. recurrent weights R, whose rows are not declared producers."""
         return []
 
+    def complete_shape(self, node: gs.Node, ctx: ShapeView) -> list | None:
+        """Output 0's shape where ONNX shape inference leaves dims unknown that the op determines (Reshape to
+        [Shape(x)[0], -1] with a symbolic batch), else None."""
+        return None
+
     def static_value(self, node: gs.Node, ctx: ShapeView) -> np.ndarray | None:
         """Output 0's value when static shapes alone determine it (Shape of known dims), else None; the loader
         folds these before constant folding."""

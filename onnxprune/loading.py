@@ -165,6 +165,25 @@ def refresh_shapes(graph: gs.Graph, opset_imports, ir_version: int) -> None:
         tensor.shape = dims
         if tensor.dtype is None and info.type.tensor_type.elem_type:
             tensor.dtype = onnx.helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type)
+    complete_shapes(graph)
+
+
+def complete_shapes(graph: gs.Graph) -> None:
+    """Fill dims that shape inference left unknown but a handler can determine (``complete_shape``)."""
+    from onnxprune.handler import ShapeView, UnknownShape, handler_for
+
+    for node in graph.nodes:
+        out = node.outputs[0] if node.outputs else None
+        if not isinstance(out, gs.Variable) or (out.shape is not None and all(
+                isinstance(d, int) or (isinstance(d, str) and not d.startswith("unk__")) for d in out.shape)):
+            continue
+        handler = handler_for(node)
+        try:
+            dims = handler.complete_shape(node, ShapeView(node)) if handler is not None else None
+        except UnknownShape:
+            dims = None
+        if dims is not None:
+            out.shape = dims
 
 
 def _numel(tensor: gs.Constant) -> int:

@@ -3,8 +3,10 @@ and Unsqueeze regroup them (see ``couple_reshape`` for how a split or merged cha
 
 from __future__ import annotations
 
+import numpy as np
+
 from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
-from op_handlers.common import couple_reshape, trace_shape_element
+from op_handlers.common import couple_reshape, is_static, trace_shape_element
 
 
 @register("Transpose")
@@ -46,6 +48,39 @@ class ReshapeHandler(RegroupHandler):
                 ctx.identity(ctx.axis(source[0], source[1]), ctx.axis(y, axis))
             elif source is None:
                 ctx.block(ctx.axis(y, axis), f"{ctx.where()}: target entry {axis} is computed at run time")
+
+    def complete_shape(self, node, ctx):
+        """Resolve each target entry (constant, 0 = copy, Shape(t)[p] = t's dim) and the -1 entry from the element
+        count, matching symbolic dims on both sides."""
+        x, target = ctx.input(0), ctx.input(1)
+        count = ctx.numel(target)
+        if count is None or int(ctx.attr("allowzero", 0)):
+            return None
+        dims, rest = [], None
+        for position in range(count):
+            source = trace_shape_element(ctx, target, position)
+            if isinstance(source, tuple):
+                dims.append(ctx.shape(source[0])[source[1]])
+            elif source == 0 and position < ctx.rank(x):
+                dims.append(ctx.shape(x)[position])
+            elif source == -1 and rest is None:
+                rest = position
+                dims.append(None)
+            elif isinstance(source, int) and source > 0:
+                dims.append(source)
+            else:
+                return None
+        symbols_in = sorted(str(d) for d in ctx.shape(x) if not is_static(d))
+        symbols_out = sorted(str(d) for k, d in enumerate(dims) if k != rest and not is_static(d))
+        if symbols_in != symbols_out or any(d is None for k, d in enumerate(dims) if k != rest):
+            return None
+        if rest is not None:
+            known = int(np.prod([d for k, d in enumerate(dims) if k != rest and is_static(d)]))
+            total = int(np.prod([d for d in ctx.shape(x) if is_static(d)]))
+            if known == 0 or total % known:
+                return None
+            dims[rest] = total // known
+        return dims
 
     def rewrite(self, node, ctx: RewriteContext) -> None:
         y, target = ctx.output(0), ctx.input(1)

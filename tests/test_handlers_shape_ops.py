@@ -91,8 +91,7 @@ def test_constant_of_shape_with_a_dynamic_batch_is_rewritten_at_its_constant():
     assert initializer(dg.prune({g.id: [1, 2]}).model, "chw").tolist() == [2, 8, 8]
 
 
-@pytest.mark.parametrize("rest", [16, pytest.param(-1, marks=pytest.mark.xfail(
-    strict=True, reason="ONNX shape inference leaves N x -1 unknown, so the Reshape looks unfactorable"))])
+@pytest.mark.parametrize("rest", [16, -1])
 def test_shape_of_a_pruned_tensor_follows_it_at_run_time(rest):
     # Flatten with a dynamic batch as exporters write it: Reshape(h, Concat(Unsqueeze(Shape(h)[0]), [rest]))
     dg = analyse(header() + """
