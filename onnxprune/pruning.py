@@ -68,5 +68,5 @@ def apply_plan(dg, plan: dict[int, Iterable[int]], check: bool = True) -> PruneR
     graph.cleanup(remove_unused_graph_inputs=False)
     model = to_proto(graph, dg.loaded)
     if check:
-        check_model(model)
+        check_model(model, original=lambda: to_proto(dg.graph, dg.loaded))
     return PruneResult(model=model, removed=removed, plan=plan)

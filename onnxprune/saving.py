@@ -27,13 +27,25 @@ def to_proto(graph: gs.Graph, loaded=None) -> onnx.ModelProto:
     return model
 
 
-def check_model(model: onnx.ModelProto) -> None:
-    """onnx.checker with full_check (strict shape inference) and an onnxruntime session; ValidationError if not."""
+def checker_error(model: onnx.ModelProto) -> str | None:
+    """The message of onnx.checker with full_check (strict shape inference), or None when the model passes."""
     try:
         if model.ByteSize() < _PROTOBUF_LIMIT:
             onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
-        raise ValidationError(f"the pruned model fails onnx.checker: {exc}") from None
+        return str(exc)
+    return None
+
+
+def check_model(model: onnx.ModelProto, original=None) -> None:
+    """onnx.checker with full_check and an onnxruntime session; ValidationError if either fails.
+
+    ``original`` (a callable giving the unpruned ModelProto) excuses a checker error the original has as well
+    (e.g. ops the checker calls deprecated): pruning did not cause it; onnxruntime must still load the model.
+    """
+    error = checker_error(model)
+    if error is not None and (original is None or checker_error(original()) != error):
+        raise ValidationError(f"the pruned model fails onnx.checker: {error}")
     from onnxprune.runtime import make_session
 
     try:

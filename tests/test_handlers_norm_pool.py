@@ -18,8 +18,6 @@ from handlers_util import (
 )
 
 import onnxprune as op
-from onnxprune.oracle import compare
-from onnxprune.pruning import apply_plan
 from op_handlers.pooling import OTHER_REDUCE, POOLS, SUM_LIKE
 
 CONV_IN = "float[N,3,8,8] x"
@@ -65,12 +63,10 @@ def test_group_norm_removes_whole_groups(opset, ir, param):
     assert g.size == 4 and g.exact
     assert table(g, "w", 0) == [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert table(g, "sc", 0) == ([[0], [1], [2], [3]] if param == 4 else [[0, 1], [2, 3], [4, 5], [6, 7]])
-    if opset == 21:
-        check_all_prunable(dg, expect=1)
-        model = dg.prune({g.id: [1, 2]}).model
-    else:  # onnx.checker rejects GroupNormalization-18 (deprecated) even in the original model; ORT runs it
-        model = apply_plan(dg, {g.id: [1, 2]}, check=False).model
-        assert compare(dg.masked_model({g.id: [1, 2]}), model).passed
+    # onnx.checker rejects GroupNormalization-18 (deprecated) even in the original model: that error is excused
+    # because the original has it too, and onnxruntime must still load the result
+    check_all_prunable(dg, expect=1)
+    model = dg.prune({g.id: [1, 2]}).model
     assert attribute(model, "GroupNormalization", "num_groups") == 2
     assert initializer(model, "sc").shape == (param // 2,)
 
