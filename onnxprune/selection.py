@@ -1,0 +1,138 @@
+"""Selection: turn importance scores into {group id: units to remove}.
+
+Local (default): every group loses ``size - int(size * (1 - ratio))`` units, its lowest-scored ones, the rounding
+Torch-Pruning's MetaPruner uses. Global: all candidate units are ranked together (scores are normalised per group,
+so they are comparable) and the lowest ``total - int(total * (1 - ratio))`` go. Then per group: at most
+``max_ratio`` of its units, never all of them, and with ``round_to`` the kept count is rounded to the nearest
+multiple of N (halves up), never below N; a group smaller than N is left whole. (Torch-Pruning's ``round_to``
+rounds the kept count down, which at ratio 0.3 can remove 60% of a 20-channel layer; we round to the nearest, as
+its docstring says.) Ties break by unit index, so the same scores and options always give the same plan.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxprune.axes import ChannelAxis
+
+
+@dataclass
+class SelectionOptions:
+    """How many units to remove, and from which groups.
+
+    ratio: fraction of units removed per group (local) or over all groups (global_ranking).
+    max_ratio: cap on the fraction any one group loses. round_to: keep counts at multiples of N.
+    ignore: glob patterns over node, initializer and tensor names; a group with a matching member tensor, or a
+        member tensor made or read by a matching node, is left whole.
+    target_macs / target_params: fraction of MACs / parameters that should remain; the ratio is then searched
+        (bisection over ``search_steps`` steps, measuring the pruned graph) instead of taken from ``ratio``.
+    seed: passed to seeded criteria (random).
+    """
+
+    ratio: float = 0.5
+    global_ranking: bool = False
+    max_ratio: float = 1.0
+    round_to: int | None = None
+    ignore: tuple[str, ...] = ()
+    target_macs: float | None = None
+    target_params: float | None = None
+    search_steps: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.ignore = tuple(self.ignore)
+        if not 0.0 <= self.ratio < 1.0:
+            raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
+        if not 0.0 <= self.max_ratio <= 1.0:
+            raise ValueError(f"max_ratio must be in [0, 1], got {self.max_ratio}")
+        if self.round_to is not None and self.round_to < 1:
+            raise ValueError(f"round_to must be >= 1, got {self.round_to}")
+        for name in ("target_macs", "target_params"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} is the fraction that remains, in (0, 1]; got {value}")
+
+
+def units_to_remove(size: int, ratio: float, max_ratio: float = 1.0, round_to: int | None = None,
+                    wanted: int | None = None) -> int:
+    """How many of a group's ``size`` units go: ``wanted`` (default: Torch-Pruning's local count for ``ratio``),
+    capped by ``max_ratio`` and ``size - 1``, then with the kept count rounded to a multiple of ``round_to``."""
+    n = size - int(size * (1 - ratio)) if wanted is None else wanted
+    cap = min(size - 1, int(math.floor(size * max_ratio + 1e-9)))
+    n = max(0, min(n, cap))
+    if not round_to or round_to == 1 or n == 0:
+        return n
+    if size < round_to:
+        return 0
+    kept = min(max((size - n + round_to // 2) // round_to * round_to, round_to), size)
+    if size - kept > cap:
+        kept = math.ceil((size - cap) / round_to) * round_to
+    return max(0, size - kept)
+
+
+def ignored_groups(dg, patterns: Iterable[str], groups=None) -> set[int]:
+    """Ids of the groups that a pattern protects (see SelectionOptions.ignore)."""
+    patterns = list(patterns)
+    if not patterns:
+        return set()
+    found = set()
+    for group in dg.channel_groups() if groups is None else groups:
+        names = set()
+        for axis in group.members:
+            names.add(axis.tensor)
+            tensor = dg.tensors.get(axis.tensor)
+            if tensor is not None:
+                names.update(n.name for n in list(tensor.inputs) + list(tensor.outputs) if n.name)
+        if any(fnmatch.fnmatchcase(name, p) for name in names for p in patterns):
+            found.add(group.id)
+    return found
+
+
+def _lowest(scores: np.ndarray, n: int) -> list[int]:
+    return sorted(np.argsort(scores, kind="stable")[:n].tolist())
+
+
+def select(dg, scores: dict[int, np.ndarray], options: SelectionOptions | None = None) -> dict[int, list[int]]:
+    """The plan {group id: sorted units to remove} for the scored groups (blocked and ignored ones are skipped)."""
+    options = options or SelectionOptions()
+    skip = ignored_groups(dg, options.ignore, [dg.group(g) for g in scores])
+    candidates = [g for g in scores if g not in skip and dg.group(g).prunable and dg.group(g).size > 1]
+    wanted: dict[int, int | None] = dict.fromkeys(candidates)
+    if options.global_ranking and candidates:
+        total = sum(dg.group(g).size for g in candidates)
+        n_total = total - int(total * (1 - options.ratio))
+        flat = np.concatenate([np.asarray(scores[g], dtype=np.float64) for g in candidates])
+        owner = np.concatenate([np.full(dg.group(g).size, k) for k, g in enumerate(candidates)])
+        chosen = owner[np.argsort(flat, kind="stable")[:n_total]]
+        counts = np.bincount(chosen, minlength=len(candidates))
+        wanted = {g: int(counts[k]) for k, g in enumerate(candidates)}
+    plan = {}
+    for gid in candidates:
+        size = dg.group(gid).size
+        n = units_to_remove(size, options.ratio, options.max_ratio, options.round_to, wanted[gid])
+        if n:
+            plan[gid] = _lowest(np.asarray(scores[gid]), n)
+    return keep_axes_nonempty(dg, plan, scores)
+
+
+def keep_axes_nonempty(dg, plan: dict[int, list[int]], scores: dict[int, np.ndarray]) -> dict[int, list[int]]:
+    """Give back the best-scored removed units of groups that together would empty a shared axis."""
+    plan = {g: list(u) for g, u in plan.items()}
+    while True:
+        removed: dict[ChannelAxis, set[int]] = {}
+        for gid, units in plan.items():
+            for axis, table in dg.group(gid).members.items():
+                removed.setdefault(axis, set()).update(table[units].ravel().tolist())
+        full = [ax for ax, idx in removed.items() if len(idx) >= dg.record.static_size(ax)]
+        if not full:
+            return {g: u for g, u in plan.items() if u}
+        axis = full[0]
+        gid = max((g for g in plan if plan[g] and axis in dg.group(g).members),
+                  key=lambda g: max(scores[g][plan[g]]))
+        best = max(plan[gid], key=lambda u: scores[gid][u])
+        plan[gid].remove(best)
