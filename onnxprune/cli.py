@@ -109,5 +109,66 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
                f"{report['prunable']} prunable, {report['blocked']} blocked")
 
 
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
+@click.option("--ratio", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+              help="Fraction of channels to remove from every prunable group (or overall with --global).")
+@click.option("--criterion", type=click.Choice(["l2", "l1", "bn", "random", "fpgm", "lamp", "activation", "wanda"]),
+              default="l2", show_default=True, help="Channel importance.")
+@click.option("--global", "global_ranking", is_flag=True, help="Rank all groups together (normalised scores).")
+@click.option("--round-to", type=click.IntRange(1), default=None, help="Keep channel counts at multiples of N.")
+@click.option("--max-ratio", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Never remove more than this fraction of any one group.")
+@click.option("--ignore", multiple=True, metavar="PATTERN",
+              help="Protect groups touching nodes, initializers or tensors matching this glob (repeatable).")
+@click.option("--calib", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Calibration data: .npz with arrays named like the model inputs.")
+@input_shape_option
+@click.option("--target-macs", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Prune until this fraction of the MACs remains.")
+@click.option("--target-params", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Prune until this fraction of the parameters remains.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write the JSON report.")
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the plan JSON (groups, removed indices, kept indices per initializer).")
+@click.option("--no-validate", is_flag=True, help="Skip the output comparison (checker and onnxruntime still run).")
+@click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@factor_option
+@clean_errors
+def prune(input_path: str, output_path: str, ratio: float, criterion: str, global_ranking: bool,
+          round_to: int | None, max_ratio: float, ignore: tuple[str, ...], calib: str | None,
+          input_shapes: tuple[str, ...], target_macs: float | None, target_params: float | None, seed: int,
+          report_path: str | None, plan_path: str | None, no_validate: bool, provider: str,
+          factor_policy: str) -> None:
+    """Prune INPUT into OUTPUT (written atomically; INPUT is never touched), validate and summarise."""
+    from onnxprune.pipeline import PruneOptions, format_report, prune_file
+
+    options = PruneOptions(ratio=ratio, criterion=criterion, global_ranking=global_ranking, round_to=round_to,
+                           max_ratio=max_ratio, ignore=ignore, calib=calib,
+                           input_shapes=parse_input_shapes(input_shapes), target_macs=target_macs,
+                           target_params=target_params, seed=seed, validate=not no_validate, provider=provider,
+                           factor_policy=factor_policy)
+    report = prune_file(input_path, output_path, options, report_path=report_path, plan_path=plan_path,
+                        progress=_progress())
+    click.echo(format_report(report))
+    if report["validation"].get("passed") is False:
+        click.echo("onnxprune: validation failed: the pruned model does not match the mask oracle", err=True)
+        sys.exit(1)
+
+
+def _progress():
+    """A progress callback printing timed steps to stderr."""
+    import time
+
+    start = time.perf_counter()
+
+    def show(message: str) -> None:
+        click.echo(f"[{time.perf_counter() - start:6.2f}s] {message}", err=True)
+
+    return show
+
+
 if __name__ == "__main__":
     main()
