@@ -70,11 +70,10 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
 
     start = time.perf_counter()
     check_output_path(source, output)
-    progress(f"analysing {source}")
     dg = analyse_model(source, input_shapes=options.input_shapes or None,
                        options=AnalysisOptions(factor_policy=options.factor_policy))
-    progress(f"{len(dg.channel_groups())} channel groups, {len(dg.prunable_groups())} prunable; "
-             f"scoring with '{options.criterion}'")
+    progress(f"analysed {source}: {len(dg.channel_groups())} channel groups, {len(dg.prunable_groups())} "
+             f"prunable; scoring with '{options.criterion}'")
     selection = SelectionOptions(ratio=options.ratio, global_ranking=options.global_ranking,
                                  max_ratio=options.max_ratio, round_to=options.round_to, ignore=options.ignore,
                                  target_macs=options.target_macs, target_params=options.target_params,
