@@ -6,66 +6,18 @@ from __future__ import annotations
 
 import os
 
-import torch
 from measure import make_plan, model_stats
-from torch import nn
 
 import models
 import onnxprune as op
-from models.cnn import Bottleneck
 from onnxprune.bench import benchmark
 from onnxprune.stats import count_macs, count_params
 from onnxprune.validate import validate
 
 
-class ResNet50Like(nn.Module):
-    """torchvision.models.resnet50's shape (stride on the 3x3 conv, 1x1 downsample shortcuts), random weights."""
-
-    def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3), num_classes: int = 1000):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                                  nn.MaxPool2d(3, 2, 1))
-        blocks, cin = [], 64
-        for stage, count in enumerate(layers):
-            mid = 64 * 2**stage
-            for k in range(count):
-                blocks.append(Bottleneck(cin, mid, mid * 4, 2 if (k == 0 and stage > 0) else 1))
-                cin = mid * 4
-        self.layers = nn.Sequential(*blocks)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        x = self.layers(self.stem(x))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
-
-
-def _build() -> nn.Module:
-    torch.manual_seed(0)
-    model = ResNet50Like()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # non-trivial BN statistics, so folding changes the weights as in a trained model
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return model.eval()
-
-
-def spec(size: int = 224) -> models.ModelSpec:
-    """A models.ModelSpec for the ResNet-50-like model at ``size`` x ``size`` input (dynamic batch)."""
-    def inputs(batch: int = 1) -> tuple[torch.Tensor, ...]:
-        return (torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch)),)
-
-    return models.ModelSpec(f"resnet50_like_{size}", _build, inputs, ("x",),
-                            {"x": {0: "batch"}, "output": {0: "batch"}}, "cnn",
-                            description="ResNet-50 shape, bottlenecks [3, 4, 6, 3], widths 64-2048")
-
-
 def export(path: str, size: int = 224, keep_bn: bool = False) -> str:
     """Export the ResNet-50-like model (TorchScript exporter) to ``path``."""
-    return models.export(spec(size), path, "torchscript", keep_bn=keep_bn)
+    return models.export(models.resnet50_spec(size), path, "torchscript", keep_bn=keep_bn)
 
 
 def run_case(tmp: str, size: int, ratio: float, configs: list[tuple[int, int]], runs: int,

@@ -24,7 +24,7 @@ from torch import nn
 
 from . import cnn, mobile, norm, recurrent
 
-__all__ = ["ModelSpec", "ZOO", "ExportError", "export", "export_variants", "export_all", "deep_spec",
+__all__ = ["ModelSpec", "ZOO", "ExportError", "export", "export_variants", "export_all", "deep_spec", "resnet50_spec",
            "EXPORTERS"]
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -123,6 +123,17 @@ def deep_spec(num_blocks: int) -> ModelSpec:
     """Spec for ``resnet_deep(num_blocks)`` (scaling benchmark); not in ZOO except for ``resnet_deep8``."""
     return _cnn(f"resnet_deep{num_blocks}", lambda: cnn.resnet_deep(num_blocks),
                 description=f"{num_blocks} identity basic blocks at width 16")
+
+
+def resnet50_spec(size: int = 224) -> ModelSpec:
+    """ResNet-50 at real widths (torchvision's layout, random weights) on ``size`` x ``size`` images, batch 1:
+    for benchmarks and the demo, not in ZOO (too big for the test sweeps)."""
+    def inputs(batch: int = 1) -> tuple[torch.Tensor, ...]:
+        return (torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch)),)
+
+    return ModelSpec(f"resnet50_{size}", _builder(cnn.ResNet50Like), inputs, ("x",),
+                     {"x": {0: "batch"}, "output": {0: "batch"}}, "cnn",
+                     description="ResNet-50 shape, bottlenecks [3, 4, 6, 3], widths 64-2048")
 
 
 _SPECS = [

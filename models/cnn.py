@@ -243,3 +243,25 @@ class UNet(nn.Module):
         d2 = self.dec2(torch.cat([self.up2(b), e2], 1))
         d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))
         return self.head(d1)
+
+
+class ResNet50Like(nn.Module):
+    """torchvision.models.resnet50's shape (stride on the 3x3 conv, 1x1 downsample shortcuts), random weights."""
+
+    def __init__(self, layers: tuple[int, ...] = (3, 4, 6, 3), num_classes: int = 1000):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                                  nn.MaxPool2d(3, 2, 1))
+        blocks, cin = [], 64
+        for stage, count in enumerate(layers):
+            mid = 64 * 2**stage
+            for k in range(count):
+                blocks.append(Bottleneck(cin, mid, mid * 4, 2 if (k == 0 and stage > 0) else 1))
+                cin = mid * 4
+        self.layers = nn.Sequential(*blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return self.fc(torch.flatten(self.avgpool(x), 1))

@@ -158,6 +158,94 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
         sys.exit(1)
 
 
+@main.command()
+@click.argument("original", type=click.Path(exists=True, dir_okay=False))
+@click.argument("pruned", type=click.Path(exists=True, dir_okay=False))
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The plan JSON written by `prune --plan` (needed for --oracle).")
+@click.option("--oracle", is_flag=True, help="Compare with the original whose pruned channels are zeroed.")
+@click.option("--calib", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Inputs: .npz with arrays named like the model inputs (default: random).")
+@click.option("--rtol", type=float, default=1e-4, show_default=True, help="Tolerance relative to max |output|.")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance (overrides --rtol).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@clean_errors
+def validate(original: str, pruned: str, plan_path: str | None, oracle: bool, calib: str | None, rtol: float,
+             atol: float | None, as_json: bool) -> None:
+    """Check PRUNED (checker, onnxruntime) and compare its outputs with ORIGINAL; exit 0 only when it passes."""
+    from onnxprune.validate import check_file
+    from onnxprune.validate import validate as run_validation
+
+    check_file(pruned)
+    report = run_validation(original, pruned, plan=plan_path, oracle=oracle, calib=calib, rtol=rtol, atol=atol)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+    sys.exit(0 if report.passed else 1)
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--runs", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--warmup", type=click.IntRange(0), default=10, show_default=True)
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="0: onnxruntime's default.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@clean_errors
+def bench(models: tuple[str, ...], provider: str, batch: int, runs: int, warmup: int, threads: int,
+          as_json: bool) -> None:
+    """onnxruntime latency of one model, or of two measured alternately in one process with the speedup."""
+    from onnxprune.bench import benchmark
+
+    if len(models) > 2:
+        raise click.UsageError("bench takes one or two models")
+    report = benchmark(list(models), provider=provider, batch=batch, runs=runs, warmup=warmup, threads=threads)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table())
+
+
+@main.command()
+@click.option("--model", "model_name", default="resnet50", show_default=True,
+              help="resnet50 (real widths) or a name from models.ZOO.")
+@click.option("--size", type=click.IntRange(32), default=160, show_default=True, help="Image size for resnet50.")
+@click.option("--ratio", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the models (default: a temporary directory).")
+@click.option("--runs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@clean_errors
+def demo(model_name: str, size: int, ratio: float, out_dir: str | None, runs: int, provider: str) -> None:
+    """Export a model from models/ (torch needed), prune it, validate, benchmark and print the report."""
+    import os
+    import tempfile
+
+    from onnxprune.bench import benchmark
+    from onnxprune.pipeline import PruneOptions, format_report, prune_file
+
+    try:
+        import models
+    except ImportError as exc:
+        raise click.ClickException(f"the demo needs torch and the models/ package ({exc})") from None
+    spec = models.resnet50_spec(size) if model_name == "resnet50" else models.ZOO.get(model_name)
+    if spec is None:
+        raise click.BadParameter(f"unknown model '{model_name}'; choose resnet50 or one of {sorted(models.ZOO)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = out_dir or tmp
+        os.makedirs(folder, exist_ok=True)
+        source = os.path.join(folder, f"{spec.name}.onnx")
+        output = os.path.join(folder, f"{spec.name}.pruned.onnx")
+        show = _progress()
+        show(f"exporting {spec.name} ({spec.description}) with the TorchScript exporter, BatchNormalization folded")
+        models.export(spec, source, "torchscript", keep_bn=False)
+        report = prune_file(source, output, PruneOptions(ratio=ratio, provider=provider), progress=show)
+        show(f"benchmarking both models on onnxruntime ({runs} runs each, alternating)")
+        timing = benchmark([source, output], provider=provider, batch=1, runs=runs, warmup=5)
+        click.echo(format_report(report))
+        click.echo(timing.format_table())
+        if out_dir is None:
+            click.echo("(models written to a temporary directory; pass --out-dir to keep them)")
+    if report["validation"].get("passed") is False:
+        sys.exit(1)
+
+
 def _progress():
     """A progress callback printing timed steps to stderr."""
     import time

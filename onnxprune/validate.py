@@ -1,20 +1,18 @@
 """Prove a pruned model: the checks every written file gets (``check_file``), and output comparison with the
 original or, with the plan, with the mask oracle (the original with the pruned channels zeroed where produced).
 
-The plan JSON (``plan_to_json`` / ``load_plan``) names groups by their root tensor and axis, so it survives
-re-analysis of the original, and lists the kept indices of every pruned initializer per axis.
+The plan JSON (written by ``Plan.to_dict``, read by ``load_plan``) names groups by their root tensor and axis, so
+it survives re-analysis of the original, and lists the kept indices of every pruned initializer per axis.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-import onnx_graphsurgeon as gs
 
 from onnxprune.errors import OnnxPruneError, PruneError, ValidationError
 from onnxprune.runtime import make_session, random_inputs
@@ -36,31 +34,6 @@ def check_file(path: str | os.PathLike) -> None:
         make_session(path, provider="cpu")
     except Exception as exc:
         raise ValidationError(f"onnxruntime cannot load {path}: {exc}") from None
-
-
-def plan_to_json(dg, plan: dict[int, Iterable[int]], result=None) -> dict:
-    """The ``--plan`` JSON of ``plan`` on ``dg``: each group by root tensor/axis with its removed units and the
-    removed indices of every member, and per initializer the kept indices per axis. ``result`` (a PruneResult)
-    supplies the resolved indices when given."""
-    removed = result.removed if result is not None else dg.resolve(plan)
-    groups = []
-    for gid, units in sorted(plan.items()):
-        units = sorted({int(u) for u in units})
-        if not units:
-            continue
-        group = dg.group(int(gid))
-        groups.append({"root": {"tensor": group.root.tensor, "axis": group.root.axis}, "size": group.size,
-                       "removed": units,
-                       "members": [{"tensor": ax.tensor, "axis": ax.axis,
-                                    "removed": group.indices(ax, units).tolist()} for ax in group.members]})
-    initializers: dict[str, dict[str, list[int]]] = {}
-    for axis, idx in sorted(removed.items()):
-        if not isinstance(dg.tensors.get(axis.tensor), gs.Constant):
-            continue  # activations: only constants are initializers
-        size = dg.record.static_size(axis)
-        kept = np.setdiff1d(np.arange(size), idx)
-        initializers.setdefault(axis.tensor, {})[str(axis.axis)] = kept.tolist()
-    return {"groups": groups, "initializers": initializers}
 
 
 def load_plan(source: str | os.PathLike | dict, dg) -> dict[int, list[int]]:

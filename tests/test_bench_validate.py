@@ -12,7 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxprune as op
 from onnxprune.bench import benchmark
 from onnxprune.errors import OnnxPruneError, PruneError, ValidationError
-from onnxprune.validate import check_file, load_plan, plan_to_json, validate
+from onnxprune.plan import Plan
+from onnxprune.validate import check_file, load_plan, validate
 
 
 def classifier(weight: np.ndarray) -> onnx.ModelProto:
@@ -118,13 +119,12 @@ def test_oracle_validation_with_plan_json_round_trip(exported_model, tmp_path):
     pruned = tmp_path / "pruned.onnx"
     result.save(str(pruned))
     check_file(pruned)
-    doc = plan_to_json(dg, plan, result)
-    assert doc == plan_to_json(dg, plan)
+    doc = Plan(groups=plan, criterion="manual", ratio=0.0).to_dict(dg)
     entry = doc["groups"][0]
     assert entry["root"] == {"tensor": groups[0].root.tensor, "axis": groups[0].root.axis}
     assert entry["removed"] == [0, 3] and any(m["tensor"] == groups[0].root.tensor for m in entry["members"])
-    for name, axes in doc["initializers"].items():
-        for axis, kept in axes.items():
+    for name, entry in doc["initializers"].items():
+        for axis, kept in entry["kept"].items():
             size = dg.tensors[name].shape[int(axis)]
             assert len(kept) == size - len(result.removed[op.ChannelAxis(name, int(axis))])
     plan_path = tmp_path / "plan.json"

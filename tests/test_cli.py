@@ -61,3 +61,15 @@ def test_bad_input_is_one_line_and_exit_2(resnet, tmp_path, case):
     assert result.output.count("\n") == 1 and result.output.startswith("onnxprune: error:")
     assert (source.read_bytes() if source.exists() else None) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ([] if case == "missing" else ["in.onnx"])
+
+
+def test_validate_and_bench_commands(resnet, tmp_path):
+    out, plan = tmp_path / "p.onnx", tmp_path / "plan.json"
+    assert run("prune", resnet, out, "--plan", plan, "--ratio", "0.3").exit_code == 0
+    oracle = run("validate", resnet, out, "--plan", plan, "--oracle", "--json")
+    assert oracle.exit_code == 0 and json.loads(oracle.output)["passed"]
+    drift = run("validate", resnet, out)  # the unmasked original differs: exit 1
+    assert drift.exit_code == 1
+    timing = json.loads(run("bench", resnet, out, "--runs", "3", "--warmup", "1", "--json").output)
+    assert timing["provider"] == "CPUExecutionProvider" and timing["speedup"] > 0
+    assert all(m["median_ms"] > 0 for m in timing["models"])
