@@ -47,6 +47,7 @@ class AnalysisRecord:
         self.nonchannel: set[ChannelAxis] = set()
         self.inexact: dict[ChannelAxis, str] = {}
         self.producers: list[ChannelAxis] = []
+        self.multiples: dict[ChannelAxis, int] = {}
         self._sizes: dict[ChannelAxis, int | None] = {}
 
     def static_size(self, axis: ChannelAxis) -> int | None:

@@ -23,17 +23,40 @@ def parse_input_shapes(values: tuple[str, ...]) -> dict[str, list]:
 
 
 def clean_errors(func):
-    """Turn OnnxPruneError into one line on stderr and exit code 2."""
+    """Turn OnnxPruneError into one line on stderr and exit code 2; any other exception too (as a probable bug,
+    with a hint to report it), so bad input never shows a traceback. ``--debug`` (or ONNXPRUNE_DEBUG=1) lets the
+    exception through with its traceback. Click's own usage errors and exits pass untouched. Output files the
+    command created before failing (OUTPUT, --report, --plan) are removed, so a failure leaves nothing behind."""
+    import os
+
+    outputs = ("output_path", "report_path", "plan_path")
+
+    def one_line(exc: BaseException) -> str:
+        text = " ".join(str(exc).split()) or exc.__class__.__name__
+        return text if len(text) <= 600 else text[:597] + "..."
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args, debug: bool = False, **kwargs):
+        debug = debug or os.environ.get("ONNXPRUNE_DEBUG", "") not in ("", "0")
+        new_files = [kwargs[k] for k in outputs if kwargs.get(k) and not os.path.exists(kwargs[k])]
         try:
             return func(*args, **kwargs)
-        except OnnxPruneError as exc:
-            click.echo(f"onnxprune: error: {exc}", err=True)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            for path in new_files:
+                if os.path.isfile(path):
+                    os.unlink(path)
+            if debug:
+                raise
+            if isinstance(exc, OnnxPruneError):
+                click.echo(f"onnxprune: error: {one_line(exc)}", err=True)
+            else:
+                click.echo(f"onnxprune: error: unexpected {exc.__class__.__name__}: {one_line(exc)} (probably a bug "
+                           "in onnxprune: please report it with the model; --debug shows the traceback)", err=True)
             sys.exit(2)
 
-    return wrapper
+    return click.option("--debug", is_flag=True, help="Show the full traceback of an error.")(wrapper)
 
 
 factor_option = click.option("--factor-policy", type=click.Choice(["largest", "leading", "trailing"]),

@@ -8,6 +8,7 @@ ordered by the group's root axis (preferably the weight axis that produces the c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -35,6 +36,15 @@ class Group:
     def size(self) -> int:
         """Number of units (channels) in the group."""
         return len(next(iter(self.members.values())))
+
+    @property
+    def multiple(self) -> int:
+        """Unit count multiple that keeps every member at the size its handler prefers for speed (1 if none)."""
+        result = 1
+        for axis, table in self.members.items():
+            wanted = self.depgraph.record.multiples.get(axis, 1)
+            result = math.lcm(result, wanted // math.gcd(wanted, table.shape[1]))
+        return result
 
     @property
     def prunable(self) -> bool:

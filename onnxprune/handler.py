@@ -252,6 +252,11 @@ class AnalysisContext(ShapeView):
         """Mark a weight axis that produces channels (Conv weight axis 0): preferred as a group's root."""
         self._record.producers.append(axis)
 
+    def prefer_multiple(self, axis: ChannelAxis, multiple: int) -> None:
+        """Fast kernels want the kept size of ``axis`` to be a multiple of ``multiple`` (a speed hint: selection
+        rounds to it by default; correctness never depends on it)."""
+        self._record.multiples[axis] = max(multiple, self._record.multiples.get(axis, 1))
+
     def granularity(self, axis: ChannelAxis, block_size: int, reason: str) -> None:
         """Indices of ``axis`` can only be removed in whole aligned blocks of ``block_size`` (couples each block)."""
         size = self._record.static_size(axis)

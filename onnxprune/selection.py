@@ -32,6 +32,8 @@ class SelectionOptions:
     target_macs / target_params: fraction of MACs / parameters that should remain; the ratio is then searched
         (bisection over ``search_steps`` steps, measuring the pruned graph) instead of taken from ``ratio``.
     seed: passed to seeded criteria (random).
+    speed_multiples: also round each group's kept count to the multiple its handlers prefer for fast kernels
+        (depthwise and grouped convs), where the group has at least twice that many units.
     """
 
     ratio: float = 0.5
@@ -43,6 +45,7 @@ class SelectionOptions:
     target_params: float | None = None
     search_steps: int = 8
     seed: int = 0
+    speed_multiples: bool = True
 
     def __post_init__(self) -> None:
         self.ignore = tuple(self.ignore)
@@ -113,8 +116,11 @@ def select(dg, scores: dict[int, np.ndarray], options: SelectionOptions | None =
         wanted = {g: int(counts[k]) for k, g in enumerate(candidates)}
     plan = {}
     for gid in candidates:
-        size = dg.group(gid).size
-        n = units_to_remove(size, options.ratio, options.max_ratio, options.round_to, wanted[gid])
+        group = dg.group(gid)
+        size, round_to = group.size, options.round_to or 1
+        if options.speed_multiples and group.multiple > 1 and size >= 2 * group.multiple:
+            round_to = math.lcm(round_to, group.multiple)
+        n = units_to_remove(size, options.ratio, options.max_ratio, round_to, wanted[gid])
         if n:
             plan[gid] = _lowest(np.asarray(scores[gid]), n)
     return keep_axes_nonempty(dg, plan, scores)

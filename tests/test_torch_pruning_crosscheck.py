@@ -101,7 +101,7 @@ def crosscheck(path: str, name: str) -> dict:
     read_by_tp = {p for g in theirs for p, _ in g["counted"]}
     roles = {t: r for t, r in parameter_roles(dg).items() if t in read_by_tp}
     scores = compute_importance(dg, ImportanceOptions("l2"), roles=roles)
-    plan = select(dg, scores, SelectionOptions(ratio=RATIO))
+    plan = select(dg, scores, SelectionOptions(ratio=RATIO, speed_multiples=False))  # Torch-Pruning never rounds
     ours = {frozenset((ax.tensor, ax.axis) for ax in g.constants() if ax.tensor in roles): g
             for g in dg.prunable_groups()}
     result = {"agree": [], "disagree": [], "skipped": [], "torch_pruning_groups": len(theirs), "max_score_gap": 0.0}
