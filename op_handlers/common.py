@@ -13,6 +13,11 @@ def is_static(dim) -> bool:
     return isinstance(dim, (int, np.integer)) and dim >= 0
 
 
+def static_product(dims) -> int:
+    """Product of the static entries of a shape (dynamic dims count as 1)."""
+    return int(np.prod([d for d in dims if is_static(d)]))
+
+
 def couple_broadcast(ctx: AnalysisContext, inputs: list[gs.Tensor], output: gs.Tensor) -> None:
     """Numpy broadcasting: an input axis of the same size as the output axis it aligns with is the same axis;
     size-1 (broadcast) axes are not coupled."""

@@ -8,9 +8,9 @@ each input channel with its own output channels and lose whole groups; ``group``
 from __future__ import annotations
 
 import numpy as np
-import onnx_graphsurgeon as gs
 
 from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, ShapeView, register
+from op_handlers.common import static_product
 
 # onnxruntime's CPU kernels (NCHWc) leave the fast path for depthwise convs whose channel count is not a multiple
 # of 4 and grouped convs whose per-group count is not a multiple of 16 (measured: pruned MobileNets ran up to 2.3x
@@ -19,12 +19,20 @@ DEPTHWISE_MULTIPLE = 8
 GROUPED_MULTIPLE = 16
 
 
-def _spatial(ctx: ShapeView, tensor: gs.Tensor) -> range:
-    return range(2, ctx.rank(tensor))
-
-
-def _static_prod(dims) -> int:
-    return int(np.prod([d for d in dims if isinstance(d, (int, np.integer))]))
+def _prologue(node, ctx: AnalysisContext, out_axis_of_w: int):
+    """What Conv and ConvTranspose share: a constant weight, batch/spatial axes, the bias, the producer axis.
+    Returns (x, w, y, x channel axis, y channel axis) or None when the node is blocked."""
+    x, w, b, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
+    if ctx.const(w) is None:
+        ctx.block_all(f"{node.op} weight is not a constant")
+        return None
+    for tensor in (x, y):
+        ctx.nonchannel_tensor(tensor, [0, *range(2, ctx.rank(tensor))])
+    x_ch, y_ch = ctx.axis(x, 1), ctx.axis(y, 1)
+    ctx.producer(ctx.axis(w, out_axis_of_w))
+    if b is not None:
+        ctx.identity(ctx.axis(b, 0), y_ch)
+    return x, w, y, x_ch, y_ch
 
 
 @register("Conv")
@@ -32,17 +40,12 @@ class ConvHandler(OpHandler):
     """Y[N, Cout, ...] = X[N, Cin, ...] * W[Cout, Cin/group, k...] + B[Cout]."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
-        x, w, b, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
-        if ctx.const(w) is None:
-            ctx.block_all("Conv weight is not a constant")
+        found = _prologue(node, ctx, out_axis_of_w=0)
+        if found is None:
             return
-        ctx.nonchannel_tensor(x, [0, *_spatial(ctx, x)])
-        ctx.nonchannel_tensor(y, [0, *_spatial(ctx, y)])
-        w_out, w_in, y_ch, x_ch = ctx.axis(w, 0), ctx.axis(w, 1), ctx.axis(y, 1), ctx.axis(x, 1)
-        ctx.producer(w_out)
+        x, w, y, x_ch, y_ch = found
+        w_out, w_in = ctx.axis(w, 0), ctx.axis(w, 1)
         ctx.identity(w_out, y_ch)
-        if b is not None:
-            ctx.identity(ctx.axis(b, 0), y_ch)
         group = int(ctx.attr("group", 1))
         cout, per_group_in = ctx.shape(w)[0], ctx.shape(w)[1]
         if group == 1:
@@ -66,7 +69,7 @@ class ConvHandler(OpHandler):
 
     def macs(self, node, ctx: ShapeView) -> int:
         w, y = ctx.shape(ctx.input(1)), ctx.shape(ctx.output(0))
-        return _static_prod(y[1:]) * _static_prod(w[1:])
+        return static_product(y[1:]) * static_product(w[1:])
 
 
 @register("ConvTranspose")
@@ -74,17 +77,12 @@ class ConvTransposeHandler(OpHandler):
     """Y[N, Cout, ...] = X[N, Cin, ...] (*)^T W[Cin, Cout/group, k...] + B[Cout]."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
-        x, w, b, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
-        if ctx.const(w) is None:
-            ctx.block_all("ConvTranspose weight is not a constant")
+        found = _prologue(node, ctx, out_axis_of_w=1)
+        if found is None:
             return
-        ctx.nonchannel_tensor(x, [0, *_spatial(ctx, x)])
-        ctx.nonchannel_tensor(y, [0, *_spatial(ctx, y)])
-        w_in, w_out, y_ch, x_ch = ctx.axis(w, 0), ctx.axis(w, 1), ctx.axis(y, 1), ctx.axis(x, 1)
-        ctx.producer(w_out)
+        x, w, y, x_ch, y_ch = found
+        w_in, w_out = ctx.axis(w, 0), ctx.axis(w, 1)
         ctx.identity(x_ch, w_in)
-        if b is not None:
-            ctx.identity(ctx.axis(b, 0), y_ch)
         group = int(ctx.attr("group", 1))
         cin, per_group_out = ctx.shape(w)[0], ctx.shape(w)[1]
         if group == 1:
@@ -105,4 +103,4 @@ class ConvTransposeHandler(OpHandler):
 
     def macs(self, node, ctx: ShapeView) -> int:
         x, w = ctx.shape(ctx.input(0)), ctx.shape(ctx.input(1))
-        return _static_prod(x[1:]) * _static_prod(w[1:])
+        return static_product(x[1:]) * static_product(w[1:])

@@ -6,13 +6,8 @@ converters write it) is a weight whose rows produce channels.
 
 from __future__ import annotations
 
-import numpy as np
-
 from onnxprune.handler import AnalysisContext, OpHandler, ShapeView, register
-
-
-def _prod(dims) -> int:
-    return int(np.prod([d for d in dims if isinstance(d, (int, np.integer))]))
+from op_handlers.common import static_product
 
 
 @register("Gemm")
@@ -42,7 +37,7 @@ class GemmHandler(OpHandler):
 
     def macs(self, node, ctx: ShapeView) -> int:
         b = ctx.shape(ctx.input(1))
-        return _prod(ctx.shape(ctx.output(0))) * b[int(ctx.attr("transB", 0))]
+        return static_product(ctx.shape(ctx.output(0))) * b[int(ctx.attr("transB", 0))]
 
 
 @register("MatMul")
@@ -73,4 +68,4 @@ class MatMulHandler(OpHandler):
 
     def macs(self, node, ctx: ShapeView) -> int:
         a = ctx.shape(ctx.input(0))
-        return _prod(ctx.shape(ctx.output(0))) * a[-1]
+        return static_product(ctx.shape(ctx.output(0))) * a[-1]
