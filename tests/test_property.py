@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from graphgen import build_random_cnn, cnn_choices
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import onnxprune as op
@@ -19,7 +19,10 @@ def test_random_cnn_groups_match_mask_oracle(choices, seed):
     dg = op.analyse_model(model)
     rng = np.random.default_rng(seed)
     groups = dg.prunable_groups()
-    assert groups, "the stem conv's group is always prunable"
+    # Grouped convs couple channel r with r + C/groups; two with different alignments can tie every channel of a
+    # tensor into one unit, which would empty it: such graphs have nothing to prune (correctly), so skip them.
+    assert dg.channel_groups()
+    assume(groups)
     plan = {}
     for group in groups:
         count = int(rng.integers(1, group.size)) if group.size > 1 else 0
