@@ -51,6 +51,8 @@ def clean_errors(func):
                 raise
             if isinstance(exc, OnnxPruneError):
                 click.echo(f"onnxprune: error: {one_line(exc)}", err=True)
+            elif isinstance(exc, OSError) and exc.filename:  # a file the user named cannot be read or written
+                click.echo(f"onnxprune: error: {exc.filename}: {exc.strerror or one_line(exc)}", err=True)
             else:
                 click.echo(f"onnxprune: error: unexpected {exc.__class__.__name__}: {one_line(exc)} (probably a bug "
                            "in onnxprune: please report it with the model; --debug shows the traceback)", err=True)
@@ -99,8 +101,10 @@ def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shape
         state = "prunable" if group.prunable else (f"blocked: {group.blocked_reasons[0]}"
                                                    if group.blocked_reasons else group.kind)
         exact = "" if group.exact else " (not mask-exact)"
-        click.echo(f"{group.id:>4}  {group.size:>6} ch  {len(group.members):>3} members  {group.root}  "
-                   f"{state}{exact}")
+        unit = {"heads": "heads", "head_dim positions": "hd"}.get(group.unit_name(), "ch")
+        labels = f"  [{', '.join(sorted(group.labels))}]" if group.labels else ""
+        click.echo(f"{group.id:>4}  {group.size:>6} {unit:<5} {len(group.members):>3} members  {group.root}  "
+                   f"{state}{exact}{labels}")
     s = dg.summary()
     click.echo(f"{s['groups']} channel groups: {s['prunable']} prunable, {s['blocked']} blocked "
                f"(analysis {s['seconds']:.3f} s)")
@@ -158,13 +162,16 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
               help="Write the plan JSON (groups, removed indices, kept indices per initializer).")
 @click.option("--no-validate", is_flag=True, help="Skip the output comparison (checker and onnxruntime still run).")
 @click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@click.option("--heads-ratio", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Remove this fraction of whole attention heads (other groups use --ratio).")
+@click.option("--no-hidden", is_flag=True, help="Keep a transformer's residual hidden width (groups through norms).")
 @factor_option
 @clean_errors
 def prune(input_path: str, output_path: str, ratio: float, criterion: str, global_ranking: bool,
           round_to: int | None, max_ratio: float, ignore: tuple[str, ...], calib: str | None,
           input_shapes: tuple[str, ...], target_macs: float | None, target_params: float | None, seed: int,
           report_path: str | None, plan_path: str | None, no_validate: bool, provider: str,
-          factor_policy: str) -> None:
+          heads_ratio: float | None, no_hidden: bool, factor_policy: str) -> None:
     """Prune INPUT into OUTPUT (written atomically; INPUT is never touched), validate and summarise."""
     from onnxprune.pipeline import PruneOptions, format_report, prune_file
 
@@ -172,7 +179,7 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
                            max_ratio=max_ratio, ignore=ignore, calib=calib,
                            input_shapes=parse_input_shapes(input_shapes), target_macs=target_macs,
                            target_params=target_params, seed=seed, validate=not no_validate, provider=provider,
-                           factor_policy=factor_policy)
+                           factor_policy=factor_policy, heads_ratio=heads_ratio, no_hidden=no_hidden)
     report = prune_file(input_path, output_path, options, report_path=report_path, plan_path=plan_path,
                         progress=_progress())
     click.echo(format_report(report))
