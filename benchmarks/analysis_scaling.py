@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in models.ZOO:
+        for name in models.names("cnn", "rnn"):
             path = models.export(name, os.path.join(tmp, f"{name}.onnx"), "torchscript", keep_bn=True)
             rows.append((name, measure(path)))
         for depth in args.depths:

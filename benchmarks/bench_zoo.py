@@ -127,7 +127,7 @@ def main() -> None:
     aligned: list[tuple[str, int, dict]] = []
     r50_lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ([] if args.skip_zoo else args.models or list(models.ZOO)):
+        for name in ([] if args.skip_zoo else args.models or models.names("cnn", "rnn")):
             path = models.export(name, os.path.join(tmp, f"{name}.onnx"), "torchscript", keep_bn=False)
             dg = op.analyse_model(path)
             for ratio in args.ratios:

@@ -6,6 +6,11 @@
 
 All models are narrow (widths 8-48) and take inputs of batch 2 (3x32x32 images, a 400-sample waveform, 12 tokens),
 so one export plus an onnxruntime run costs milliseconds (TorchScript) to about a second (dynamo).
+
+Transformers (kind "transformer", see ``models.transformers``): hidden 32, 4 heads of 8 (GQA: 2 KV heads), MLP 64,
+2 layers. Token models take ``input_ids`` (and BERT's ``attention_mask``) with dynamic batch *and* sequence axes in
+both exporters; image models have a dynamic batch only, since their sequence length follows from the image size.
+``names("cnn", "rnn")`` lists the models of given kinds.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import onnx
 import torch
 from torch import nn
 
-from . import cnn, mobile, norm, recurrent
+from . import cnn, mobile, norm, recurrent, transformers
 
 __all__ = ["ModelSpec", "ZOO", "ExportError", "export", "export_variants", "export_all", "deep_spec", "resnet50_spec",
            "EXPORTERS"]
@@ -52,7 +57,7 @@ class ModelSpec:
     example_inputs: Callable[..., tuple[torch.Tensor, ...]]
     input_names: tuple[str, ...]
     dynamic_axes: dict[str, dict[int, str]]
-    kind: str  # "cnn" or "rnn"
+    kind: str  # "cnn", "rnn" or "transformer"
     output_names: tuple[str, ...] = ("output",)
     bn_unfoldable: int = 0
     description: str = ""
@@ -136,6 +141,50 @@ def resnet50_spec(size: int = 224) -> ModelSpec:
                      description="ResNet-50 shape, bottlenecks [3, 4, 6, 3], widths 64-2048")
 
 
+def _token_inputs(names: tuple[str, ...]) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """input_ids [batch, seq] (and an attention_mask whose second row pads the last quarter) for token models."""
+    def make(batch: int = 2, seq: int = 12) -> tuple[torch.Tensor, ...]:
+        g = torch.Generator().manual_seed(batch * 100 + seq)
+        ids = torch.randint(0, transformers.VOCAB, (batch, seq), generator=g)
+        mask = torch.ones(batch, seq, dtype=torch.int64)
+        if batch > 1:
+            mask[1, seq - seq // 4:] = 0
+        return (ids, mask)[:len(names)]
+    return make
+
+
+def _transformer_images(batch: int = 2, seq: int | None = None) -> tuple[torch.Tensor, ...]:
+    return _images(batch)
+
+
+def _transformer(name: str, ctor: Callable[..., nn.Module], inputs: tuple[str, ...], description: str,
+                 output_axes: dict[int, str], heads: int = transformers.HEADS, kv_heads: int | None = None,
+                 hidden_output: bool = False, native: bool = True) -> ModelSpec:
+    """Spec of a transformer: token inputs with dynamic batch and sequence, images with dynamic batch only (the
+    sequence length is fixed by the image size: 16 patches + class token). ``extra`` holds the sizes tests compute
+    expectations from; for models/ transformers, ``extra["ctor"]`` builds the same architecture at other sizes
+    (keyword arguments dim, heads, kv_heads, mlp, head_dim, pooler)."""
+    if inputs == ("x",) or inputs == ("pixel_values",):
+        axes = {inputs[0]: {0: "batch"}}
+        make = _transformer_images
+    else:
+        axes = {n: {0: "batch", 1: "seq"} for n in inputs}
+        make = _token_inputs(inputs)
+    axes["output"] = output_axes
+    llama = "llama" in name
+    extra = {"hidden": transformers.HIDDEN, "heads": heads, "kv_heads": kv_heads or heads,
+             "head_dim": transformers.HEAD_DIM, "mlp": transformers.MLP, "layers": transformers.LAYERS,
+             "dynamic_seq": "seq" in axes[inputs[0]].values(), "tokens": None if "seq" in axes[inputs[0]].values()
+             else 17, "hidden_output": hidden_output, "bias": not llama, "swiglu": llama,
+             "ctor": ctor if native else None}
+    build = _builder(lambda: transformers.randomize_constant_parameters(ctor()))
+    return ModelSpec(name, build, make, inputs, axes, "transformer", description=description, extra=extra)
+
+
+def _hf(kind: str) -> Callable[[], nn.Module]:
+    return lambda: transformers.hf_model(kind)
+
+
 _SPECS = [
     _cnn("resnet_basic", cnn.resnet_basic, description="ResNet-18-like, basic blocks, 1x1 downsample shortcuts"),
     _cnn("resnet_bottleneck", cnn.resnet_bottleneck, description="ResNet-50-like bottlenecks, stages [2,1,1,1]"),
@@ -158,9 +207,36 @@ _SPECS = [
     _lstm("lstm_text_bi_bf", True, True),
     ModelSpec("conv_lstm", _builder(recurrent.ConvLSTM), _features, ("x",), _BATCH, "rnn",
               description="Conv1d front end -> permute -> LSTM -> Linear"),
+    _transformer("vit", transformers.ViT, ("x",), "ViT: Conv patch embedding, class token, position embedding, "
+                 "2 pre-LN blocks (4 heads, GELU MLP), classifier", {0: "batch"}),
+    _transformer("bert_encoder", transformers.BertEncoder, ("input_ids", "attention_mask"),
+                 "BERT-style: token + position embeddings, LN, 2 post-LN blocks, padding mask, pooler, classifier",
+                 {0: "batch"}),
+    _transformer("gpt_decoder", transformers.GPTDecoder, ("input_ids",),
+                 "GPT-style: causal mask (triu), 2 pre-LN blocks, final LN, LM head tied to the embedding",
+                 {0: "batch", 1: "seq"}),
+    _transformer("llama_decoder", transformers.LlamaDecoder, ("input_ids",),
+                 "LLaMA-style: RMSNorm, rotary embeddings, GQA (4 query / 2 kv heads), SwiGLU, LM head",
+                 {0: "batch", 1: "seq"}, kv_heads=transformers.KV_HEADS),
+    _transformer("hf_bert", _hf("bert"), transformers.HF_INPUTS["bert"], "transformers BertModel (random weights, "
+                 "eager attention, no pooler), last_hidden_state", {0: "batch", 1: "seq"}, hidden_output=True,
+                 native=False),
+    _transformer("hf_vit", _hf("vit"), transformers.HF_INPUTS["vit"], "transformers ViTModel (random weights, "
+                 "eager attention, no pooler), last_hidden_state", {0: "batch"}, hidden_output=True, native=False),
+    _transformer("hf_gpt2", _hf("gpt2"), transformers.HF_INPUTS["gpt2"], "transformers GPT2Model (random "
+                 "weights, eager attention, no cache), last_hidden_state", {0: "batch", 1: "seq"},
+                 hidden_output=True, native=False),
+    _transformer("hf_llama", _hf("llama"), transformers.HF_INPUTS["llama"], "transformers LlamaForCausalLM "
+                 "(random weights, eager attention, GQA 4/2 heads, no cache), logits", {0: "batch", 1: "seq"},
+                 kv_heads=transformers.KV_HEADS, native=False),
 ]
 
 ZOO: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+
+
+def names(*kinds: str) -> list[str]:
+    """Names of the zoo models of the given kinds ('cnn', 'rnn', 'transformer'), or of all of them."""
+    return [name for name, spec in ZOO.items() if not kinds or spec.kind in kinds]
 
 
 # ------------------------------------------------------------------------------------------------ export

@@ -26,11 +26,16 @@ class AnalysisOptions:
     protect_io: block the axes of graph inputs and outputs (default), except those in ``allowed_io_axes``.
     factor_policy: which factor of a split/merged axis (Reshape C -> heads x head_dim, channel shuffle) carries the
         pruning when several could: 'largest' (default: head_dim, shuffle width), 'leading' (heads), 'trailing'.
+    repeat_policy: the factor policy at reshapes that merge copies made by Expand into one axis (grouped-query
+        attention's repeat_kv, [b, kv, n_rep, t, hd] -> [b, kv * n_rep, t, hd]); None = factor_policy. With
+        factor_policy 'leading', 'leading' here removes whole KV groups (a KV head with all its query heads) and
+        'trailing' removes the same query heads from every KV group (every KV head stays).
     """
 
     protect_io: bool = True
     allowed_io_axes: set[ChannelAxis] = field(default_factory=set)
     factor_policy: str = "largest"
+    repeat_policy: str | None = None
     max_rounds: int = 4
 
 
@@ -47,6 +52,7 @@ class AnalysisRecord:
         self.nonchannel: set[ChannelAxis] = set()
         self.inexact: dict[ChannelAxis, str] = {}
         self.producers: list[ChannelAxis] = []
+        self.labels: dict[ChannelAxis, set[str]] = {}
         self.multiples: dict[ChannelAxis, int] = {}
         self._sizes: dict[ChannelAxis, int | None] = {}
 
@@ -64,10 +70,12 @@ class AnalysisRecord:
 
     def add_edge(self, a: ChannelAxis, b: ChannelAxis, ia: np.ndarray, ib: np.ndarray, node: gs.Node) -> None:
         """Record that index ia[k] of ``a`` is coupled with index ib[k] of ``b``."""
+        if len(ia) != len(ib):
+            raise ValueError(f"{node.op} node '{node.name}' coupled {len(ia)} indices of {a} with {len(ib)} of {b}")
         for axis, idx in ((a, ia), (b, ib)):
             size = self.static_size(axis)
             if len(idx) and (idx.min() < 0 or idx.max() >= size):
-                raise AssertionError(f"{node.op} node '{node.name}' coupled indices outside {axis} (size {size})")
+                raise ValueError(f"{node.op} node '{node.name}' coupled indices outside {axis} (size {size})")
         self.edges.append((a, b, ia, ib, node.name))
 
     def block(self, axis: ChannelAxis, reason: str) -> None:
@@ -104,6 +112,8 @@ def _run_handlers(graph: gs.Graph, options: AnalysisOptions, known: set[ChannelA
                 handler.analyse(node, ctx)
             except UnknownShape as exc:
                 ctx.block_all(f"{exc}; give static input shapes with --input-shape")
+            except Exception as exc:  # a node that does not fit its op's definition: block it, never guess
+                ctx.block_all(f"the {node.op} handler cannot read this node ({exc.__class__.__name__}: {exc})")
         for value in node.attrs.values():
             if isinstance(value, gs.Graph):
                 for name in _outer_names(value):
@@ -115,7 +125,12 @@ def _run_handlers(graph: gs.Graph, options: AnalysisOptions, known: set[ChannelA
             for tensor in tensors:
                 for axis in range(len(tensor.shape or [])):
                     ca = ChannelAxis(tensor.name, axis)
-                    if ca not in options.allowed_io_axes:
+                    if ca in options.allowed_io_axes:
+                        continue
+                    if isinstance(tensor, gs.Constant):  # the loader keeps initializers the model lists as inputs
+                        record.block(ca, f"initializer '{tensor.name}' is also a graph input, so it can be overridden "
+                                         "at run time (remove it from the graph inputs to let it be pruned)")
+                    else:
                         record.block(ca, f"graph {kind} '{tensor.name}' axis {axis} is protected")
     return record
 

@@ -38,7 +38,10 @@ def clean_errors(func):
     @functools.wraps(func)
     def wrapper(*args, debug: bool = False, **kwargs):
         debug = debug or os.environ.get("ONNXPRUNE_DEBUG", "") not in ("", "0")
-        new_files = [kwargs[k] for k in outputs if kwargs.get(k) and not os.path.exists(kwargs[k])]
+        named = [kwargs[k] for k in outputs if kwargs.get(k)]
+        if kwargs.get("output_path"):
+            named.append(f"{kwargs['output_path']}.data")  # a big model's external data (see onnxprune.saving)
+        new_files = [path for path in named if not os.path.exists(path)]
         try:
             return func(*args, **kwargs)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):

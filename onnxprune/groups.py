@@ -23,7 +23,7 @@ class Group:
     """One prunable unit family: ``members[axis]`` is a (size, k) array, row i = indices of ``axis`` in unit i."""
 
     def __init__(self, gid: int, root: ChannelAxis, members: dict[ChannelAxis, np.ndarray], kind: str,
-                 blocked: list[str], inexact: list[str], depgraph: DependencyGraph):
+                 blocked: list[str], inexact: list[str], depgraph: DependencyGraph, labels: frozenset = frozenset()):
         self.id = gid
         self.root = root
         self.members = members
@@ -31,6 +31,7 @@ class Group:
         self.blocked_reasons = blocked
         self.inexact_reasons = inexact
         self.depgraph = depgraph
+        self.labels = labels  # what handlers named its axes: 'heads', 'head_dim', 'normalized' (see label())
 
     @property
     def size(self) -> int:
@@ -68,7 +69,7 @@ class Group:
     def details(self) -> str:
         """A readable printout: one line per member axis (tensor, axis, op, how units map to indices)."""
         state = "prunable" if self.prunable else ("blocked" if self.kind == "channel" else "non-channel")
-        lines = [f"Group {self.id}: root {self.root}, {self.size} channels, {state}"
+        lines = [f"Group {self.id}: root {self.root}, {self.size} {self.unit_name()}, {state}"
                  + ("" if self.exact else " (not mask-exact)")]
         for axis, table in self.members.items():
             tensor = self.depgraph.tensors.get(axis.tensor)
@@ -84,9 +85,16 @@ class Group:
             lines.append(f"  not exact: {reason}")
         return "\n".join(lines)
 
+    def unit_name(self) -> str:
+        """What one unit of the group is, for printouts: 'heads', 'head_dim positions' or 'channels'."""
+        if "heads" in self.labels:
+            return "heads"
+        return "head_dim positions" if "head_dim" in self.labels else "channels"
+
     def to_dict(self) -> dict:
         """JSON-ready description of the group."""
         return {"id": self.id, "root": {"tensor": self.root.tensor, "axis": self.root.axis}, "size": self.size,
+                "labels": sorted(self.labels),
                 "prunable": self.prunable, "exact": self.exact, "blocked": self.blocked_reasons,
                 "not_exact": self.inexact_reasons,
                 "members": [{"tensor": ax.tensor, "axis": ax.axis, "indices_per_channel": int(t.shape[1]),
@@ -198,7 +206,8 @@ class DependencyGraph:
             if table.shape[1] == size:
                 blocked.append(f"removing any channel would empty tensor '{ax.tensor}' axis {ax.axis}")
         inexact = [f"{ax}: {record.inexact[ax]}" for ax in members if ax in record.inexact]
-        return Group(-1, root, members, kind, blocked, inexact, self)
+        labels = frozenset(tag for ax in members for tag in record.labels.get(ax, ()))
+        return Group(-1, root, members, kind, blocked, inexact, self, labels)
 
     # -- queries -----------------------------------------------------------------------------------------------
     def channel_groups(self) -> list[Group]:

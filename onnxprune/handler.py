@@ -72,6 +72,12 @@ class OpHandler:
         is copied from, or None. Lets a Reshape target built by Concat/Unsqueeze be rewritten at its constant."""
         return None
 
+    def value_element(self, node: gs.Node, ctx: ShapeView, position: int, element) -> int | tuple | None:
+        """For ops that compute shape values (TorchScript's ``expand(-1)`` is ``Where(Equal(s, -1), 1, s)``):
+        element ``position`` of output 0 as an int, a (tensor, axis) read by Shape, or None if unknown.
+        ``element(tensor, position)`` resolves the inputs' elements the same way."""
+        return None
+
 
 def register(*op_types: str):
     """Class decorator: register one handler instance for each ONNX op_type (default domain) given."""
@@ -105,7 +111,7 @@ def registered_op_types() -> list[str]:
 
 def _shape(tensor: gs.Tensor) -> list | None:
     if isinstance(tensor, gs.Constant):
-        return list(tensor.values.shape)
+        return list(tensor.shape)  # from the (possibly lazy, external) values' metadata: nothing is loaded
     return None if tensor.shape is None else list(tensor.shape)
 
 
@@ -188,10 +194,12 @@ class AnalysisContext(ShapeView):
         return f"{self.node.op} node '{self.node.name}'"
 
     def axis(self, tensor: gs.Tensor, axis: int) -> ChannelAxis:
-        """The ChannelAxis of ``tensor``'s dimension ``axis`` (negative axes counted from the end)."""
-        if axis < 0:
-            axis += self.rank(tensor)
-        return ChannelAxis(tensor.name, axis)
+        """The ChannelAxis of ``tensor``'s dimension ``axis`` (negative axes counted from the end); ValueError for
+        an axis the tensor does not have (an attribute out of its range: the core blocks the node)."""
+        rank = self.rank(tensor)
+        if not -rank <= axis < rank:
+            raise ValueError(f"axis {axis} is out of range for tensor '{tensor.name}' of rank {rank}")
+        return ChannelAxis(tensor.name, axis + rank if axis < 0 else axis)
 
     def identity(self, a: ChannelAxis, b: ChannelAxis) -> None:
         """Couple index i of ``a`` with index i of ``b``; both must have the same static size."""
@@ -247,6 +255,12 @@ class AnalysisContext(ShapeView):
     def inexact(self, axis: ChannelAxis, reason: str) -> None:
         """Pruning a group through ``axis`` changes the other channels' values: the mask oracle does not apply."""
         self._record.inexact.setdefault(axis, reason)
+
+    def label(self, axis: ChannelAxis, tag: str) -> None:
+        """Name what ``axis`` is (``heads``: one unit per attention head; ``head_dim``: a position inside every
+        head; ``normalized``: a normalisation's statistics run over it). Groups carry their members' labels, so
+        the CLI can name them and selection can treat them apart (``heads_ratio``, ``no_hidden``)."""
+        self._record.labels.setdefault(axis, set()).add(tag)
 
     def producer(self, axis: ChannelAxis) -> None:
         """Mark a weight axis that produces channels (Conv weight axis 0): preferred as a group's root."""
@@ -326,7 +340,22 @@ class RewriteContext(ShapeView):
             if source is None:
                 raise PruneError(f"{self.node.op} node '{self.node.name}': element {position} of shape input "
                                  f"'{self.node.inputs[i].name}' is computed at run time and cannot be rewritten")
+            if len(tensor.outputs) > 1:  # shared (exporters reuse one target for q, k, v): rewrite a copy
+                producer = self._private_copy(producer)
+                node.inputs[index] = producer.outputs[0]
             node, (index, position) = producer, source
+
+    def _private_copy(self, producer: gs.Node) -> gs.Node:
+        """A copy of ``producer`` (same inputs, fresh outputs) placed right after it, for one consumer to own."""
+        outputs = [gs.Variable(_fresh_name(self._graph, t.name), dtype=t.dtype, shape=t.shape)
+                   for t in producer.outputs]
+        taken = {n.name for n in self._graph.nodes}
+        name = next(f"{producer.name}_copy{k}" for k in range(1, len(taken) + 2)
+                    if f"{producer.name}_copy{k}" not in taken)
+        copy = gs.Node(producer.op, name=name, attrs=dict(producer.attrs),
+                       inputs=list(producer.inputs), outputs=outputs, domain=producer.domain)
+        self._graph.nodes.insert(next(k for k, n in enumerate(self._graph.nodes) if n is producer) + 1, copy)
+        return copy
 
 
 def _fresh_name(graph: gs.Graph, base: str) -> str:

@@ -18,8 +18,10 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.axes import ChannelAxis
+from onnxprune.loading import release_pages
 
 DATA_CRITERIA = ("activation", "wanda")
+_CHUNK_ELEMENTS = 1 << 22  # weights of over 4 such slices are scored slice by slice (bounded float64 temporaries)
 
 
 class GroupView:
@@ -39,11 +41,32 @@ class GroupView:
         return np.asarray(self.dg.tensors[axis.tensor].values, dtype=np.float64)
 
     def per_index(self, axis: ChannelAxis, p: float) -> np.ndarray:
-        """sum |v|^p over every axis but ``axis.axis``: one score per index of the member's axis."""
+        """sum |v|^p over every axis but ``axis.axis``: one score per index of the member's axis. Big weights are
+        read in slices along their first axis, so no float64 copy of a whole weight is made."""
+        tensor = self.dg.tensors[axis.tensor]
+        if tensor.values.size > 4 * _CHUNK_ELEMENTS and tensor.values.ndim > 1:
+            return self._per_index_chunked(np.asarray(tensor.values), axis.axis, p)
         values = np.abs(self.values(axis))
         if p != 1:
             values = values ** p
         return values.sum(axis=tuple(k for k in range(values.ndim) if k != axis.axis))
+
+    @staticmethod
+    def _per_index_chunked(values: np.ndarray, axis: int, p: float) -> np.ndarray:
+        rows = max(1, _CHUNK_ELEMENTS // max(1, values[0].size))
+        parts, total = [], 0.0
+        for start in range(0, len(values), rows):
+            chunk = np.array(values[start:start + rows], dtype=np.float64)
+            np.abs(chunk, out=chunk)
+            if p != 1:
+                chunk **= p
+            sums = chunk.sum(axis=tuple(k for k in range(chunk.ndim) if k != axis))
+            if axis == 0:
+                parts.append(sums)
+            else:
+                total = total + sums
+        release_pages(values)  # a memory-mapped weight need not stay resident once scored
+        return np.concatenate(parts) if axis == 0 else total
 
     def unit_sum(self, axis: ChannelAxis, per_index: np.ndarray) -> np.ndarray:
         """Per-unit sum over the member's slice, counted once per root copy (see onnxprune.importance)."""

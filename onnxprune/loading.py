@@ -6,6 +6,8 @@ loading never copies weight data just to learn shapes.
 
 from __future__ import annotations
 
+import faulthandler
+import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,9 @@ from onnxprune.ir import copy_graph
 # Reshape targets are tiny and must stay in, because inference reads their values).
 _VIEW_MAX_ELEMENTS = 64
 _MAX_FOLD_ROUNDS = 6
+# Initializers in external-data files with at least this many bytes are memory-mapped rather than read: their pages
+# are read on first use, shared with the page cache, and copied only where a tensor is sliced.
+_MAP_MIN_BYTES = 1 << 16
 
 
 @dataclass
@@ -36,28 +41,213 @@ class LoadedModel:
     path: str | None = None
     producer_name: str = ""
     producer_version: str = ""
+    external_data: bool = False  # the file kept (some) initializers in external data files; saving does the same
 
 
 def read_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
-    """Read an ONNX file (with its external data) or pass a ModelProto through; raise ModelLoadError clearly."""
+    """Read an ONNX file or pass a ModelProto through; raise ModelLoadError clearly for anything that is not a
+    well-formed model. External data is not read here (see ``map_external_data``)."""
     if isinstance(source, onnx.ModelProto):
+        _check_structure(source, "the model")
         return source, None
     path = Path(source)
     if not path.is_file():
-        raise ModelLoadError(f"{path}: no such file")
+        raise ModelLoadError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path}: file is empty")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises several types for garbage input
-        raise ModelLoadError(f"{path}: not a valid ONNX protobuf ({exc.__class__.__name__}: {exc})") from None
+        raise ModelLoadError(f"{path}: not a valid ONNX protobuf: the file is truncated, damaged or not a model "
+                             f"({exc.__class__.__name__}: {exc})") from None
     if not model.graph.node:
         raise ModelLoadError(f"{path}: the file parsed but holds no ONNX graph nodes (is it an ONNX model?)")
-    try:
-        onnx.load_external_data_for_model(model, str(path.parent))
-    except Exception as exc:
-        raise ModelLoadError(f"{path}: cannot read external data ({exc})") from None
+    _check_structure(model, str(path))
+    _EXTERNAL_FILES[str(path.resolve())] = external_files(model, path.parent)
     return model, str(path)
+
+
+# Resolved model path -> the external data files it reads (save_model refuses to write over them).
+_EXTERNAL_FILES: dict[str, set[str]] = {}
+
+
+def external_files(model: onnx.ModelProto, base: Path) -> set[str]:
+    """Resolved paths of the external data files that ``model`` (read from directory ``base``) refers to."""
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    found = set()
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+            found.add(str((base / location).resolve()))
+    return found
+
+
+def source_files(source: str | os.PathLike) -> set[str]:
+    """The model file ``source`` and every external data file it reads, as resolved paths."""
+    path = Path(source).resolve()
+    if str(path) not in _EXTERNAL_FILES and path.is_file():
+        try:
+            _EXTERNAL_FILES[str(path)] = external_files(onnx.load(str(path), load_external_data=False), path.parent)
+        except Exception:
+            _EXTERNAL_FILES[str(path)] = set()
+    return {str(path), *_EXTERNAL_FILES.get(str(path), ())}
+
+
+def _check_structure(model: onnx.ModelProto, where: str) -> None:
+    """Refuse models that no runtime could load: unknown opset, op types ONNX does not define, names read but
+    defined nowhere, or produced twice. (Types and shapes are checked by strict shape inference later.)"""
+    _check_text(model, where)
+    opset = default_opset(model)
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise ModelLoadError(f"{where} imports opset {opset} of the default domain, but the installed onnx "
+                             f"{onnx.__version__} knows opsets up to {newest}")
+    graph = model.graph
+    defined = {t.name for t in graph.input} | {t.name for t in graph.initializer} | {""}
+    defined |= {t.values.name for t in graph.sparse_initializer}
+    for node in graph.node:
+        for name in node.output:
+            if name and name in defined:
+                raise ModelLoadError(f"{where}: tensor '{name}' is defined twice (again by {node.op_type} node "
+                                     f"'{node.name}')")
+            defined.add(name)
+    for node in graph.node:
+        if node.domain in ("", "ai.onnx"):
+            try:
+                onnx.defs.get_schema(node.op_type, opset, "")
+            except onnx.defs.SchemaError:
+                raise ModelLoadError(f"{where}: node '{node.name}' has op type '{node.op_type}', which ONNX opset "
+                                     f"{opset} does not define") from None
+        for name in node.input:
+            if name not in defined:
+                raise ModelLoadError(f"{where}: {node.op_type} node '{node.name}' reads '{name}', which no node, "
+                                     "initializer or graph input defines")
+    for out in graph.output:
+        if out.name not in defined:
+            raise ModelLoadError(f"{where}: graph output '{out.name}' is defined by no node, initializer or input")
+
+
+def _check_text(model: onnx.ModelProto, where: str) -> None:
+    """Every string field must be text: protobuf hands back bytes for strings that are not valid UTF-8, as in a
+    damaged file, and they would fail far from here."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    stack = [model]
+    while stack:
+        message = stack.pop()
+        for descriptor, value in message.ListFields():
+            values = value if is_repeated_field(descriptor) else [value]
+            if descriptor.type == FieldDescriptor.TYPE_STRING:
+                bad = next((v for v in values if not isinstance(v, str)), None)
+                if bad is not None:
+                    raise ModelLoadError(f"{where}: field '{descriptor.name}' holds {bad[:40]!r}, which is not "
+                                         "valid UTF-8 text: the file is damaged")
+            elif descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+                stack.extend(values)
+
+
+def is_repeated_field(descriptor) -> bool:
+    """Whether a protobuf field is repeated (for protobuf versions with and without ``is_repeated``)."""
+    if hasattr(descriptor, "is_repeated"):
+        return descriptor.is_repeated
+    return descriptor.label == descriptor.LABEL_REPEATED
+
+
+def _check_tensor_data(model: onnx.ModelProto, where: str, mapped: dict) -> None:
+    """Every initializer (and Constant node value) in the file must hold as much data as its shape says (the
+    memory-mapped ones, ``mapped``, were checked against their files)."""
+    tensors = [t for t in model.graph.initializer if t.name not in mapped]
+    tensors += [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.HasField("t")]
+    for tensor in tensors:
+        dtype = _mappable_dtype(tensor.data_type)
+        if dtype is None or tensor.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        numel = int(np.prod(tensor.dims)) if tensor.dims else 1
+        if tensor.HasField("raw_data"):
+            held, needed = len(tensor.raw_data), numel * dtype.itemsize
+        else:
+            field = onnx.helper.tensor_dtype_to_field(tensor.data_type)
+            held, needed = len(getattr(tensor, field)), numel * (2 if dtype.kind == "c" else 1)
+        if held != needed and numel > 0:
+            raise ModelLoadError(f"{where}: tensor '{tensor.name}' holds {held} values/bytes but its shape "
+                                 f"{list(tensor.dims)} needs {needed}: the file is damaged")
+
+
+def map_external_data(model: onnx.ModelProto, base: Path) -> dict[str, np.ndarray]:
+    """Memory-map the large external-data initializers of ``model`` (read from directory ``base``) and read the
+    other external tensors into the model; returns {initializer name: read-only array}. The mapped initializers
+    are left in ``model`` without data (shape and type only). Raises ModelLoadError naming the tensor and file when
+    a file is missing, outside ``base``, or too short."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    arrays: dict[str, np.ndarray] = {}
+    maps: dict[Path, mmap.mmap] = {}
+    for init in model.graph.initializer:
+        if not uses_external_data(init):
+            continue
+        try:
+            info = ExternalDataInfo(init)
+        except ValueError as exc:
+            raise ModelLoadError(f"cannot read external data: {exc}") from None
+        dtype = _mappable_dtype(init.data_type)
+        numel = int(np.prod(init.dims)) if init.dims else 1
+        if dtype is None or numel * dtype.itemsize < _MAP_MIN_BYTES:
+            continue
+        file = _external_file(base, info.location, init.name)
+        offset = info.offset or 0
+        length = numel * dtype.itemsize
+        if info.length is not None and info.length != length:
+            raise ModelLoadError(f"external data of tensor '{init.name}' is {info.length} bytes long, but its shape "
+                                 f"{list(init.dims)} needs {length}")
+        size = file.stat().st_size
+        if offset + length > size:
+            raise ModelLoadError(f"external data file {file} is too short: tensor '{init.name}' needs bytes "
+                                 f"{offset}..{offset + length}, the file has {size}")
+        if file not in maps:
+            with open(file, "rb") as f:
+                maps[file] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        arrays[init.name] = np.frombuffer(maps[file], dtype=dtype, count=numel, offset=offset).reshape(init.dims)
+        init.data_location = onnx.TensorProto.DEFAULT
+        del init.external_data[:]
+    try:
+        onnx.load_external_data_for_model(model, str(base))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot read external data ({exc})") from None
+    return arrays
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Drop the resident pages of the file mapping behind ``array`` (nothing for arrays in memory). They are read
+    again from the page cache on the next use, so a big model's weights need not all stay resident at once."""
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        base.madvise(mmap.MADV_DONTNEED)
+
+
+def _mappable_dtype(data_type: int) -> np.dtype | None:
+    """The little-endian numpy dtype of an ONNX element type stored one element per itemsize bytes, else None
+    (strings, 4-bit and float8 types are read by onnx instead)."""
+    try:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type))
+    except Exception:
+        return None
+    return dtype.newbyteorder("<") if dtype.kind in "biufc" else None
+
+
+def _external_file(base: Path, location: str, tensor: str) -> Path:
+    file = (base / location).resolve()
+    if not location or os.path.isabs(location) or not file.is_relative_to(base.resolve()):
+        raise ModelLoadError(f"cannot read external data: tensor '{tensor}' points to '{location}', outside the "
+                             f"model's directory {base}")
+    if not (base / location).is_file() or (base / location).is_symlink():
+        raise ModelLoadError(f"cannot read external data: file {base / location} of tensor '{tensor}' is missing "
+                             "(or not a regular file)")
+    return file
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -85,7 +275,7 @@ def set_input_shapes(model: onnx.ModelProto, input_shapes: dict[str, list[int | 
     del model.graph.value_info[:]  # shapes recorded for the old input shapes no longer hold
 
 
-def infer_shapes(model: onnx.ModelProto) -> None:
+def infer_shapes(model: onnx.ModelProto, isolate: bool = False) -> None:
     """Infer every value's shape on a weight-free view and store the results in ``model.graph.value_info``."""
     view = onnx.ModelProto()
     view.ir_version = model.ir_version
@@ -102,10 +292,7 @@ def infer_shapes(model: onnx.ModelProto) -> None:
             graph.initializer.append(init)
         elif init.name not in declared:
             graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
-    try:
-        inferred = shape_inference.infer_shapes(view, check_type=False, strict_mode=False, data_prop=True)
-    except Exception as exc:
-        raise ShapeError(f"ONNX shape inference failed: {exc}") from None
+    inferred = _infer_strictly(view, isolate=isolate)
     del model.graph.value_info[:]
     outputs = {o.name for o in model.graph.output}
     model.graph.value_info.extend(v for v in inferred.graph.value_info if v.name not in outputs)
@@ -113,6 +300,63 @@ def infer_shapes(model: onnx.ModelProto) -> None:
         found = [o for o in inferred.graph.output if o.name == out.name]
         if found and not out.type.tensor_type.HasField("shape"):
             out.CopyFrom(found[0])
+
+
+def _infer_strictly(view: onnx.ModelProto, isolate: bool = False) -> onnx.ModelProto:
+    """Strict shape and type inference; when the model's own value_info contradicts it, once more without them
+    (stale exporter shapes are common and harmless); ShapeError when the graph itself is inconsistent.
+
+    ``isolate`` runs it in a forked process: ONNX's inference aborts the whole process on some malformed graphs
+    (a failed C++ assertion), which must end in a clear refusal, not a crash."""
+    infer = _infer_in_child if isolate and hasattr(os, "fork") else _infer
+    try:
+        return infer(view)
+    except ShapeError:
+        raise
+    except Exception as exc:
+        first = exc
+    if view.graph.value_info:
+        bare = onnx.ModelProto()
+        bare.CopyFrom(view)
+        del bare.graph.value_info[:]
+        try:
+            return infer(bare)
+        except Exception:
+            pass
+    message = " ".join(str(first).split())
+    raise ShapeError(f"the model is inconsistent (ONNX shape inference: {message})") from None
+
+
+def _infer(view: onnx.ModelProto) -> onnx.ModelProto:
+    return shape_inference.infer_shapes(view, check_type=True, strict_mode=True, data_prop=True)
+
+
+def _infer_in_child(view: onnx.ModelProto) -> onnx.ModelProto:
+    """``_infer`` in a forked child that sends back the inferred (weight-free) model or the error message."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no Python cleanup, no messages of its own, just the answer
+        os.close(read_end)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        faulthandler.disable()
+        try:
+            payload = b"+" + _infer(view).SerializeToString()
+        except BaseException as exc:
+            payload = b"-" + str(exc).encode("utf-8", "replace")
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(payload)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        payload = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not payload:
+        code = os.waitstatus_to_exitcode(status)
+        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        raise ShapeError(f"ONNX shape inference crashed on this model ({how}): the model is malformed")
+    if payload[:1] == b"-":
+        raise ValueError(payload[1:].decode("utf-8", "replace"))
+    return onnx.load_model_from_string(payload[1:])
 
 
 def fold_static_values(graph: gs.Graph) -> None:
@@ -126,6 +370,8 @@ def fold_static_values(graph: gs.Graph) -> None:
         try:
             value = handler.static_value(node, ShapeView(node))
         except UnknownShape:
+            continue
+        except Exception:  # a node that does not fit its op (malformed model): not folded; analysis blocks it
             continue
         if value is not None:
             out = node.outputs[0]
@@ -143,8 +389,12 @@ def refresh_shapes(graph: gs.Graph, opset_imports, ir_version: int) -> None:
                 if tensor.name not in stand_ins:
                     stand_ins[tensor.name] = gs.Variable(tensor.name, dtype=tensor.dtype, shape=list(tensor.shape))
                 node.inputs[i] = stand_ins[tensor.name]
-    view.inputs.extend(stand_ins.values())
-    proto = gs.export_onnx(view, do_type_check=False)
+    listed = {t.name for t in view.inputs}
+    view.inputs = [stand_ins.get(t.name, t) for t in view.inputs] + [v for n, v in stand_ins.items() if n not in listed]
+    try:
+        proto = gs.export_onnx(view, do_type_check=False)
+    except Exception as exc:  # e.g. an empty list attribute, which onnx-graphsurgeon cannot write back
+        raise ModelLoadError(f"cannot write the graph back: {exc}") from None
     del proto.opset_import[:]
     proto.opset_import.extend(opset_imports)
     proto.ir_version = ir_version
@@ -181,6 +431,8 @@ def complete_shapes(graph: gs.Graph) -> None:
         try:
             dims = handler.complete_shape(node, ShapeView(node)) if handler is not None else None
         except UnknownShape:
+            dims = None
+        except Exception:  # a node that does not fit its op (malformed model): left as is; analysis blocks it
             dims = None
         if dims is not None:
             out.shape = dims
@@ -242,21 +494,40 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
     """Load ``source`` into gs IR: shapes inferred (symbolic dims kept), Constant nodes and static shape
     subgraphs folded, nodes named and sorted. Raises ModelLoadError / ShapeError with a clear message."""
     model, path = read_model(source)
+    try:
+        arrays = map_external_data(model, Path(path).parent) if path is not None else {}
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
+    _check_tensor_data(model, path or "the model", arrays)
     if input_shapes:
         model = _copy_if_given(model, path)
         set_input_shapes(model, input_shapes)
     opset = default_opset(model)
     normalize_constant_nodes(model)
-    infer_shapes(model)
+    infer_shapes(model, isolate=path is not None)  # files come from users: a malformed one must not abort us
     G_LOGGER.severity = G_LOGGER.ERROR
     try:
         graph = gs.import_onnx(model)
     except Exception as exc:
         raise ModelLoadError(f"cannot import the graph: {exc}") from None
+    tensors = graph.tensors()
+    for name, values in arrays.items():
+        if isinstance(tensors.get(name), gs.Constant):
+            tensors[name].values = values
+            tensors[name].data_location = None
+    overridable = _keep_initializer_inputs(graph, model)
+
+    def keep(node: gs.Node) -> bool:  # what reads an overridable initializer is not constant
+        return any(t.name in overridable for t in node.inputs)
+
     for _ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
         before = len(graph.nodes)
         fold_static_values(graph)
-        graph.fold_constants(fold_shapes=True, error_ok=True).cleanup(remove_unused_graph_inputs=False).toposort()
+        try:
+            graph.fold_constants(fold_shapes=True, error_ok=True, should_exclude_node=keep)
+            graph.cleanup(remove_unused_graph_inputs=False).toposort()
+        except Exception as exc:  # a cycle, or a graph gs cannot rebuild
+            raise ModelLoadError(f"cannot process the graph: {exc}") from None
         refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
         if len(graph.nodes) == before:
             break
@@ -265,7 +536,22 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         _check_shapes(graph)
     return LoadedModel(graph=graph, opset=opset, ir_version=model.ir_version,
                        opset_imports=[(i.domain, i.version) for i in model.opset_import], path=path,
-                       producer_name=model.producer_name, producer_version=model.producer_version)
+                       producer_name=model.producer_name, producer_version=model.producer_version,
+                       external_data=path is not None and bool(_EXTERNAL_FILES.get(str(Path(path).resolve()))))
+
+
+def _keep_initializer_inputs(graph: gs.Graph, model: onnx.ModelProto) -> set[str]:
+    """gs drops initializers from the graph inputs; put those the model lists as inputs back, in their place, so
+    they stay overridable in the pruned model and the analysis protects them. Returns their names."""
+    listed = [i.name for i in model.graph.input]
+    overridable = {i.name for i in model.graph.initializer} & set(listed)
+    if not overridable:
+        return overridable
+    tensors = graph.tensors()
+    current = {t.name: t for t in graph.inputs}
+    graph.inputs = [current.get(name, tensors.get(name)) for name in listed
+                    if name in current or isinstance(tensors.get(name), gs.Constant)]
+    return overridable
 
 
 def _copy_if_given(model: onnx.ModelProto, path: str | None) -> onnx.ModelProto:

@@ -12,6 +12,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxprune.axes import ChannelAxis
+from onnxprune.errors import ValidationError
 from onnxprune.handler import OracleContext, handler_for
 from onnxprune.ir import copy_graph
 from onnxprune.runtime import make_session, random_inputs
@@ -84,12 +85,34 @@ class OracleReport:
 
 def compare(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: dict | None = None,
             rtol: float = 1e-4, batch: int = 2, seed: int = 0) -> OracleReport:
-    """Run both models on the same inputs; pass when max |diff| <= rtol * max(1, max |reference|)."""
-    ref_session = make_session(reference, "cpu")
-    feeds = feeds or random_inputs(ref_session, batch=batch, seed=seed)
-    ref = ref_session.run(None, feeds)
-    got = make_session(candidate, "cpu").run(None, feeds)
-    diff = max(float(np.max(np.abs(r.astype(np.float64) - g))) if r.size else 0.0 for r, g in zip(ref, got))
-    scale = max(float(np.max(np.abs(r))) if r.size else 0.0 for r in ref)
+    """Run both models on the same inputs (onnxruntime fusions off, see ``make_session``); pass when
+    max |diff| <= rtol * max(1, max |reference|). ValidationError when either model fails to run."""
+    try:
+        ref_session = make_session(reference, "cpu", fuse=False)
+        feeds = feeds or random_inputs(ref_session, batch=batch, seed=seed)
+        ref = ref_session.run(None, feeds)
+    except Exception as exc:
+        raise ValidationError(f"onnxruntime cannot run the original model: {exc}") from None
+    try:
+        got = make_session(candidate, "cpu", fuse=False).run(None, feeds)
+    except Exception as exc:
+        raise ValidationError(f"onnxruntime cannot run the pruned model although it runs the original (please "
+                              f"report this as a bug): {exc}") from None
+    diff = max((_max_abs_diff(r, g) for r, g in zip(ref, got)), default=0.0)
+    scale = max((float(np.max(np.abs(r[np.isfinite(r)]), initial=0.0)) for r in ref), default=0.0)
     tolerance = rtol * max(1.0, scale)
     return OracleReport(passed=bool(diff <= tolerance), max_abs_diff=diff, scale=scale, tolerance=tolerance)
+
+
+def _max_abs_diff(ref: np.ndarray, got: np.ndarray) -> float:
+    """max |ref - got|, where NaN and infinite entries must match exactly (a weight holding inf or NaN gives the
+    same non-finite outputs in both models); inf when they do not, or when the shapes differ."""
+    if ref.shape != got.shape:
+        return float("inf")
+    if not np.issubdtype(ref.dtype, np.floating):
+        return float(np.max(np.abs(ref.astype(np.float64) - got), initial=0.0))
+    finite = np.isfinite(ref)
+    same = (np.isnan(ref) & np.isnan(got)) | (~finite & (ref == got))
+    if not np.all(finite | same) or not np.all(np.isfinite(got[finite])):
+        return float("inf")
+    return float(np.max(np.abs(ref[finite].astype(np.float64) - got[finite]), initial=0.0))

@@ -31,6 +31,13 @@ class PruneOptions:
     validate: bool = True
     provider: str = "auto"
     factor_policy: str = "largest"
+    heads_ratio: float | None = None  # prune whole attention heads at this ratio (analysis policy 'leading')
+    no_hidden: bool = False  # keep the hidden (residual) width: skip groups through LayerNorm/RMSNorm
+
+    @property
+    def analysis_policy(self) -> str:
+        """The factor policy the analysis runs with: 'leading' (whole heads) when heads_ratio is given."""
+        return "leading" if self.heads_ratio is not None else self.factor_policy
 
 
 def check_output_path(source: str | os.PathLike, output: str | os.PathLike) -> None:
@@ -71,13 +78,13 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
     start = time.perf_counter()
     check_output_path(source, output)
     dg = analyse_model(source, input_shapes=options.input_shapes or None,
-                       options=AnalysisOptions(factor_policy=options.factor_policy))
+                       options=AnalysisOptions(factor_policy=options.analysis_policy))
     progress(f"analysed {source}: {len(dg.channel_groups())} channel groups, {len(dg.prunable_groups())} "
              f"prunable; scoring with '{options.criterion}'")
     selection = SelectionOptions(ratio=options.ratio, global_ranking=options.global_ranking,
                                  max_ratio=options.max_ratio, round_to=options.round_to, ignore=options.ignore,
                                  target_macs=options.target_macs, target_params=options.target_params,
-                                 seed=options.seed)
+                                 seed=options.seed, heads_ratio=options.heads_ratio, no_hidden=options.no_hidden)
     plan = plan_pruning(dg, options.criterion, selection, calib=options.calib)
     progress(f"pruning {len(plan.groups)} groups")
     result = dg.prune(plan.groups)

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-ort.set_default_logger_severity(3)
+ort.set_default_logger_severity(4)  # failures raise exceptions with the message: no extra lines on stderr
 
 
 @functools.cache
@@ -38,12 +38,23 @@ def available_provider(provider: str = "auto") -> str:
     return "CPUExecutionProvider"
 
 
-def make_session(model: onnx.ModelProto | str, provider: str = "auto", threads: int = 0) -> ort.InferenceSession:
-    """An InferenceSession on ``model`` (proto or path) with logging quiet."""
+def make_session(model: onnx.ModelProto | str, provider: str = "auto", threads: int = 0,
+                 fuse: bool = True) -> ort.InferenceSession:
+    """An InferenceSession on ``model`` (proto or path) with logging quiet. ``fuse=False`` keeps onnxruntime to
+    its basic, exact graph rewrites: its fusions may compute differently (QDQ pairs fused into integer kernels
+    round differently), which a comparison of two models must not see."""
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4
+    if not fuse:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     if threads:
         options.intra_op_num_threads = threads
+    if isinstance(model, onnx.ModelProto):
+        from onnxprune.saving import external_data_dir
+
+        folder = external_data_dir(model)  # big models exported by to_proto keep their weights in this folder
+        if folder is not None:
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path", folder)
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     return ort.InferenceSession(data, options, providers=[available_provider(provider)])
 

@@ -34,6 +34,10 @@ class SelectionOptions:
     seed: passed to seeded criteria (random).
     speed_multiples: also round each group's kept count to the multiple its handlers prefer for fast kernels
         (depthwise and grouped convs), where the group has at least twice that many units.
+    heads_ratio: fraction of attention heads removed from every head group (groups labelled 'heads', which an
+        analysis with factor_policy 'leading' finds), instead of ``ratio``, locally and without ``round_to``;
+        None: head groups are treated like the others.
+    no_hidden: leave hidden-size groups whole (see ``is_hidden``: a transformer's residual width).
     """
 
     ratio: float = 0.5
@@ -46,11 +50,15 @@ class SelectionOptions:
     search_steps: int = 8
     seed: int = 0
     speed_multiples: bool = True
+    heads_ratio: float | None = None
+    no_hidden: bool = False
 
     def __post_init__(self) -> None:
         self.ignore = tuple(self.ignore)
         if not 0.0 <= self.ratio < 1.0:
             raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
+        if self.heads_ratio is not None and not 0.0 <= self.heads_ratio < 1.0:
+            raise ValueError(f"heads_ratio must be in [0, 1), got {self.heads_ratio}")
         if not 0.0 <= self.max_ratio <= 1.0:
             raise ValueError(f"max_ratio must be in [0, 1], got {self.max_ratio}")
         if self.round_to is not None and self.round_to < 1:
@@ -96,6 +104,20 @@ def ignored_groups(dg, patterns: Iterable[str], groups=None) -> set[int]:
     return found
 
 
+def is_heads(group) -> bool:
+    """Whether one unit of ``group`` is one attention head (Q, K, V rows and output-projection columns of it):
+    a handler labelled a member axis 'heads' (the per-head batch axis of the attention products)."""
+    return "heads" in group.labels
+
+
+def is_hidden(group) -> bool:
+    """Whether ``group`` is a hidden-size group: a member axis is normalised over by a LayerNormalization or
+    RMSNormalization, or averaged over by the ReduceMean of a decomposed LayerNorm/RMSNorm (label 'normalized').
+    In a transformer that is the residual width, which every block reads and writes; such groups are never
+    mask-exact."""
+    return "normalized" in group.labels
+
+
 def _lowest(scores: np.ndarray, n: int) -> list[int]:
     return sorted(np.argsort(scores, kind="stable")[:n].tolist())
 
@@ -104,23 +126,30 @@ def select(dg, scores: dict[int, np.ndarray], options: SelectionOptions | None =
     """The plan {group id: sorted units to remove} for the scored groups (blocked and ignored ones are skipped)."""
     options = options or SelectionOptions()
     skip = ignored_groups(dg, options.ignore, [dg.group(g) for g in scores])
+    if options.no_hidden:
+        skip |= {g for g in scores if is_hidden(dg.group(g))}
     candidates = [g for g in scores if g not in skip and dg.group(g).prunable and dg.group(g).size > 1]
+    heads = {g for g in candidates if options.heads_ratio is not None and is_heads(dg.group(g))}
     wanted: dict[int, int | None] = dict.fromkeys(candidates)
-    if options.global_ranking and candidates:
-        total = sum(dg.group(g).size for g in candidates)
+    ranked = [g for g in candidates if g not in heads]  # head groups keep their own (local) heads_ratio
+    if options.global_ranking and ranked:
+        total = sum(dg.group(g).size for g in ranked)
         n_total = total - int(total * (1 - options.ratio))
-        flat = np.concatenate([np.asarray(scores[g], dtype=np.float64) for g in candidates])
-        owner = np.concatenate([np.full(dg.group(g).size, k) for k, g in enumerate(candidates)])
+        flat = np.concatenate([np.asarray(scores[g], dtype=np.float64) for g in ranked])
+        owner = np.concatenate([np.full(dg.group(g).size, k) for k, g in enumerate(ranked)])
         chosen = owner[np.argsort(flat, kind="stable")[:n_total]]
-        counts = np.bincount(chosen, minlength=len(candidates))
-        wanted = {g: int(counts[k]) for k, g in enumerate(candidates)}
+        counts = np.bincount(chosen, minlength=len(ranked))
+        wanted.update({g: int(counts[k]) for k, g in enumerate(ranked)})
     plan = {}
     for gid in candidates:
         group = dg.group(gid)
         size, round_to = group.size, options.round_to or 1
         if options.speed_multiples and group.multiple > 1 and size >= 2 * group.multiple:
             round_to = math.lcm(round_to, group.multiple)
-        n = units_to_remove(size, options.ratio, options.max_ratio, round_to, wanted[gid])
+        ratio = options.heads_ratio if gid in heads else options.ratio
+        if gid in heads:  # a unit is a whole head: round_to counts channels, not heads
+            round_to = 1
+        n = units_to_remove(size, ratio, options.max_ratio, round_to, wanted[gid])
         if n:
             plan[gid] = _lowest(np.asarray(scores[gid]), n)
     return keep_axes_nonempty(dg, plan, scores)

@@ -3,13 +3,17 @@
 from op_handlers import (  # noqa: F401
     concat_split,
     conv,
+    einsum,
     elementwise,
+    indexing,
     linear,
     normalization,
     pooling,
+    quantize,
     recurrent,
     reshape,
     resize_pad,
     sequence,
     shape_ops,
+    softmax,
 )

@@ -53,9 +53,13 @@ def axes_argument(ctx: ShapeView, input_index: int, attr: str = "axes") -> list[
     return [int(a) for a in values.reshape(-1)]
 
 
-def trace_shape_element(ctx: ShapeView, tensor: gs.Tensor, position: int):
+def trace_shape_element(ctx: ShapeView, tensor: gs.Tensor, position: int, size_of=None):
     """Where element ``position`` of a 1-D shape-like tensor comes from: an int (a constant), a (tensor, axis) pair
-    (read at run time by Shape, so it follows that axis), or None (computed some other way)."""
+    (read at run time by Shape, so it follows that axis), or None (computed some other way).
+
+    With ``size_of(tensor, axis) -> int | None``, dims read by Shape count as those sizes, so that values computed
+    from them (GQA's ``Shape(k)[1] * n_rep``) evaluate to ints: pass the sizes after pruning to check what such a
+    value will be at run time."""
     from onnxprune.handler import handler_for
 
     while True:
@@ -69,10 +73,12 @@ def trace_shape_element(ctx: ShapeView, tensor: gs.Tensor, position: int):
         view = ShapeView(producer)
         dim = handler.dim_source(producer, view, position)
         if dim is not None:
-            return producer.inputs[0], dim
+            size = size_of(producer.inputs[0], dim) if size_of is not None else None
+            return (producer.inputs[0], dim) if size is None else int(size)
         source = handler.value_source(producer, view, position)
         if source is None:
-            return None
+            return handler.value_element(producer, view, position,
+                                         lambda t, p: trace_shape_element(ctx, t, p, size_of))
         tensor, position = producer.inputs[source[0]], source[1]
 
 
@@ -127,6 +133,22 @@ def _blocks(a: list, b: list) -> list[tuple[list[int], list[int]]] | None:
     return runs
 
 
+def _blocks_merging_dynamic(a: list, b: list) -> list[tuple[list[int], list[int]]] | None:
+    """Runs for reshapes that merge or split dynamic dims ([B, T, 32] -> [B*T, 32], as GPT-2's Conv1D writes its
+    Gemm): the leading dims, dynamic ones among them, form one run; the longest static tails that align follow."""
+    tail_a = next((k for k in range(len(a)) if all(is_static(d) for d in a[k:])), len(a))
+    tail_b = next((k for k in range(len(b)) if all(is_static(d) for d in b[k:])), len(b))
+    for start_a in range(tail_a, len(a) + 1):
+        for start_b in range(tail_b, len(b) + 1):
+            if start_a == 0 or start_b == 0 or np.prod(a[start_a:]) != np.prod(b[start_b:]):
+                continue
+            runs = _blocks(a[start_a:], b[start_b:])
+            if runs is not None:
+                return [(list(range(start_a)), list(range(start_b)))] + [
+                    ([i + start_a for i in ia], [j + start_b for j in jb]) for ia, jb in runs]
+    return None
+
+
 def couple_reshape(ctx: AnalysisContext, src: gs.Tensor, dst: gs.Tensor) -> None:
     """Couple the axes of a reshaped tensor (Reshape, Flatten, Squeeze, Unsqueeze).
 
@@ -137,7 +159,10 @@ def couple_reshape(ctx: AnalysisContext, src: gs.Tensor, dst: gs.Tensor) -> None
     index whose coordinate is c; axes without that factor keep their size (blocked).
     """
     a, b = ctx.shape(src), ctx.shape(dst)
-    runs = _blocks(a, b)
+    policy = ctx.options.factor_policy
+    if ctx.options.repeat_policy and src.inputs and src.inputs[0].op == "Expand":
+        policy = ctx.options.repeat_policy
+    runs = _blocks(a, b) or _blocks_merging_dynamic(a, b)
     if runs is None:
         reason = f"{ctx.where()} reshapes {a} -> {b}, which mixes axes in a way that cannot be factored"
         ctx.block_tensor(src, reason)
@@ -147,8 +172,12 @@ def couple_reshape(ctx: AnalysisContext, src: gs.Tensor, dst: gs.Tensor) -> None
         axes = [(ctx.axis(src, i), a[i]) for i in ia if a[i] != 1] + [(ctx.axis(dst, j), b[j]) for j in jb if b[j] != 1]
         if len(ia) == 1 and len(jb) == 1:
             ctx.identity(axes[0][0], axes[1][0])
+        elif any(not is_static(size) for _, size in axes):
+            for axis, size in axes:
+                if is_static(size):
+                    ctx.block(axis, f"{ctx.where()} merges this axis with dynamic (batch/sequence) dims")
         elif axes:
-            _couple_factored(ctx, axes, sum(1 for i in ia if a[i] != 1))
+            _couple_factored(ctx, axes, sum(1 for i in ia if a[i] != 1), policy)
 
 
 def _refine(left: list[int], right: list[int]) -> list[int] | None:
@@ -163,7 +192,7 @@ def _refine(left: list[int], right: list[int]) -> list[int] | None:
     return factors
 
 
-def _couple_factored(ctx: AnalysisContext, axes: list, n_left: int) -> None:
+def _couple_factored(ctx: AnalysisContext, axes: list, n_left: int, policy: str) -> None:
     sizes = [size for _, size in axes]
     factors = _refine(sizes[:n_left], sizes[n_left:])
     reason = f"{ctx.where()} regroups dims {sizes[:n_left]} into {sizes[n_left:]}"
@@ -184,7 +213,6 @@ def _couple_factored(ctx: AnalysisContext, axes: list, n_left: int) -> None:
         for axis, _ in axes:
             ctx.block(axis, reason + " together with batch/spatial dims")
         return
-    policy = ctx.options.factor_policy
     chosen = {"leading": candidates[0], "trailing": candidates[-1]}.get(
         policy, max(candidates, key=lambda f: (factors[f], f)))
     anchor = holders[chosen][0]

@@ -20,11 +20,12 @@ GROUPED_MULTIPLE = 16
 
 
 def _prologue(node, ctx: AnalysisContext, out_axis_of_w: int):
-    """What Conv and ConvTranspose share: a constant weight, batch/spatial axes, the bias, the producer axis.
+    """What Conv and ConvTranspose share: a weight of static shape (a constant, or computed from one, as
+    DequantizeLinear of a quantized weight), batch/spatial axes, the bias, the producer axis.
     Returns (x, w, y, x channel axis, y channel axis) or None when the node is blocked."""
     x, w, b, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
-    if ctx.const(w) is None:
-        ctx.block_all(f"{node.op} weight is not a constant")
+    if ctx.numel(w) is None:
+        ctx.block_all(f"{node.op} weight has no static shape")
         return None
     for tensor in (x, y):
         ctx.nonchannel_tensor(tensor, [0, *range(2, ctx.rank(tensor))])

@@ -7,7 +7,7 @@ converters write it) is a weight whose rows produce channels.
 from __future__ import annotations
 
 from onnxprune.handler import AnalysisContext, OpHandler, ShapeView, register
-from op_handlers.common import static_product
+from op_handlers.common import is_static, static_product
 
 
 @register("Gemm")
@@ -37,7 +37,7 @@ class GemmHandler(OpHandler):
 
     def macs(self, node, ctx: ShapeView) -> int:
         b = ctx.shape(ctx.input(1))
-        return static_product(ctx.shape(ctx.output(0))) * b[int(ctx.attr("transB", 0))]
+        return static_product(ctx.shape(ctx.output(0))) * static_product([b[int(ctx.attr("transB", 0))]])
 
 
 @register("MatMul")
@@ -65,7 +65,25 @@ class MatMulHandler(OpHandler):
                 out_axis = batch_out - (rank - 2) + axis
                 if ctx.shape(tensor)[axis] != 1 or ctx.shape(y)[out_axis] == 1:
                     ctx.identity(ctx.axis(tensor, axis), ctx.axis(y, out_axis))
+        if ctx.const(a) is None and ctx.const(b) is None and min(ra, rb) >= 3:
+            _label_heads(ctx, a, b)
 
     def macs(self, node, ctx: ShapeView) -> int:
         a = ctx.shape(ctx.input(0))
-        return static_product(ctx.shape(ctx.output(0))) * a[-1]
+        return static_product(ctx.shape(ctx.output(0))) * static_product([a[-1]])  # dynamic K (over T) counts 1
+
+
+def _label_heads(ctx: AnalysisContext, a, b) -> None:
+    """Attention's batched products of two activations (scores = Q @ K^T, context = P @ V): a static batch axis
+    of size > 1 in both operands is one unit per head ('heads'); the other static axes are inside each head."""
+    sa, sb = ctx.shape(a), ctx.shape(b)
+    lead = len(sa) - len(sb)
+    heads = [axis for axis in range(len(sa) - 2) if 0 <= axis - lead < len(sb) - 2 and is_static(sa[axis])
+             and sa[axis] > 1 and sb[axis - lead] == sa[axis]]
+    if not heads:
+        return
+    for tensor, shape, offset in ((a, sa, 0), (b, sb, lead)):
+        for axis, dim in enumerate(shape):
+            if is_static(dim) and dim > 1:
+                tag = "heads" if axis + offset in heads else "head_dim"
+                ctx.label(ctx.axis(tensor, axis), tag)

@@ -58,9 +58,10 @@ class GroupNormHandler(OpHandler):
         return [1]
 
 
-@register("LayerNormalization")
+@register("LayerNormalization", "RMSNormalization")
 class LayerNormHandler(OpHandler):
-    """Normalises over axes [axis, rank): those axes are coupled with Scale/B but are not mask-exact."""
+    """Normalises over axes [axis, rank): those axes are coupled with Scale/B but are not mask-exact (RMSNorm,
+    opset 23, is the same without B and without centring)."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, y = ctx.input(0), ctx.output(0)
@@ -74,7 +75,8 @@ class LayerNormHandler(OpHandler):
                 if ctx.shape(param)[axis] != 1:
                     ctx.identity(ctx.axis(param, axis), ctx.axis(x, axis + lead))
         for axis in range(first, rank):
-            ctx.inexact(ctx.axis(x, axis), "LayerNormalization normalises over this axis")
+            ctx.inexact(ctx.axis(x, axis), f"{node.op} normalises over this axis")
+            ctx.label(ctx.axis(x, axis), "normalized")
         for extra in [t for t in node.outputs[1:] if t.name]:  # Mean and InvStdDev have size 1 on these axes
             for axis in range(first):
                 ctx.identity(ctx.axis(extra, axis), ctx.axis(x, axis))

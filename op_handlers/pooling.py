@@ -56,6 +56,8 @@ class ReduceHandler(OpHandler):
                     ctx.block(ctx.axis(x, axis), f"{ctx.where()} returns positions along this axis")
                 elif node.op not in SUM_LIKE and ctx.size(x, axis) != 1:
                     ctx.inexact(ctx.axis(x, axis), f"{node.op} reduces over this axis")
+                    if node.op == "ReduceMean":  # the statistics of a decomposed LayerNorm / RMSNorm
+                        ctx.label(ctx.axis(x, axis), "normalized")
                 continue
             ctx.identity(ctx.axis(x, axis), ctx.axis(y, out_axis))
             out_axis += 1

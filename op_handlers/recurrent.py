@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from onnxprune.handler import AnalysisContext, OpHandler, OracleContext, RewriteContext, ShapeView, register
+from op_handlers.common import static_product
 
 
 class RecurrentHandler(OpHandler):
@@ -66,7 +67,7 @@ class RecurrentHandler(OpHandler):
         x, w, r = ctx.shape(ctx.input(0)), ctx.shape(ctx.input(1)), ctx.shape(ctx.input(2))
         layout = int(ctx.attr("layout", 0))
         steps = x[1 - layout] if isinstance(x[1 - layout], int) else 1
-        return steps * w[0] * w[1] * (w[2] + r[2])
+        return steps * static_product(w[:2]) * (static_product(w[2:3]) + static_product(r[2:3]))
 
 
 @register("LSTM")

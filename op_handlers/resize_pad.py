@@ -27,6 +27,12 @@ class ResizeHandler(OpHandler):
         xs, ys = ctx.shape(x), ctx.shape(y)
         changed = {a for a in range(len(xs)) if not (is_static(xs[a]) and xs[a] == ys[a])
                    and (is_static(xs[a]) or is_static(ys[a]))}
+        scales = _scales(node, ctx)
+        if scales is None:
+            ctx.block_all(f"{node.op} scales are computed at run time")
+            return
+        axes = [int(a) % len(xs) for a in (ctx.attr("axes") or range(len(xs)))]
+        changed |= {axis for axis, scale in zip(axes, scales) if scale != 1}  # 12 * 1.06 -> 12 still moves indices
         _couple_unchanged(ctx, x, y, changed, "resizes")
         sizes = ctx.input(3) if node.op == "Resize" else None
         if sizes is not None and ctx.const(sizes) is None:
@@ -43,6 +49,18 @@ class ResizeHandler(OpHandler):
             if len(ctx.removed(y, int(axis) % ctx.rank(y))):
                 values[k] = ctx.new_size(y, int(axis) % ctx.rank(y))
         ctx.set_input_values(3, values)
+
+
+def _scales(node, ctx: AnalysisContext) -> list[float] | None:
+    """The scale factors (an empty list when ``sizes`` is given instead), or None when computed at run time.
+    Resize takes them as input 1 at opset 10 and input 2 later; Upsample as input 1, or attribute before opset 9."""
+    if node.op == "Upsample" and "scales" in node.attrs:
+        return [float(s) for s in node.attrs["scales"]]
+    tensor = ctx.input(2 if node.op == "Resize" and ctx.opset() >= 11 else 1)
+    if tensor is None:
+        return []
+    values = ctx.const(tensor)
+    return None if values is None else [float(s) for s in np.asarray(values).reshape(-1)]
 
 
 @register("Pad")

@@ -14,7 +14,7 @@ VARIANTS = [(e, kb) for e in ("torchscript", "dynamo") for kb in (True, False)]
 
 
 @pytest.mark.parametrize("exporter,keep_bn", VARIANTS, ids=[f"{e}-{'bn' if kb else 'folded'}" for e, kb in VARIANTS])
-@pytest.mark.parametrize("name", [n for n in models.ZOO if n != "resnet_deep8"])
+@pytest.mark.parametrize("name", [n for n in models.names("cnn", "rnn") if n != "resnet_deep8"])
 def test_zoo_model_groups_prune_and_match_oracle(exported_model, name, exporter, keep_bn):
     dg = op.analyse_model(exported_model(name, exporter, keep_bn))
     assert check_all_groups(dg) >= 1

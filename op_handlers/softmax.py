@@ -1,0 +1,29 @@
+"""Softmax, LogSoftmax and Hardmax: Y has X's shape and every axis maps to itself; the normalised axes make each
+output depend on every entry along them, so pruning one of them is not mask-exact (in attention they are the key
+sequence axis, which is never a channel axis).
+
+Before opset 13 these ops flatten X to 2-D at ``axis`` (default 1) and normalise over all axes from ``axis`` on;
+from opset 13 they normalise over ``axis`` alone (default -1).
+"""
+
+from __future__ import annotations
+
+from onnxprune.handler import AnalysisContext, OpHandler, register
+from op_handlers.common import couple_identity_all
+
+
+@register("Softmax", "LogSoftmax", "Hardmax")
+class SoftmaxHandler(OpHandler):
+    """Y = normalise(X) over ``axis`` (opset >= 13) or over axes [axis, rank) (older opsets)."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x, y = ctx.input(0), ctx.output(0)
+        rank = ctx.rank(x)
+        couple_identity_all(ctx, x, y)
+        if ctx.opset() >= 13:
+            axes = [int(ctx.attr("axis", -1)) % rank]
+        else:
+            axes = list(range(int(ctx.attr("axis", 1)) % rank, rank))
+        for axis in axes:
+            if ctx.size(x, axis) != 1:
+                ctx.inexact(ctx.axis(x, axis), f"{ctx.where()} normalises over this axis")
