@@ -53,6 +53,11 @@ class OpHandler:
         are always weights): e.g. recurrent weights R, whose rows are not declared producers."""
         return []
 
+    def axis_source(self, node: gs.Node, ctx: ShapeView) -> list[int] | None:
+        """For ops that move values without changing them (Transpose, Identity, Cast): for each axis of output 0,
+        the axis of input 0 it holds; None otherwise. Lets folded weights keep their framework name in plans."""
+        return None
+
     def complete_shape(self, node: gs.Node, ctx: ShapeView) -> list | None:
         """Output 0's shape where ONNX shape inference leaves dims unknown that the op determines (Reshape to
         [Shape(x)[0], -1] with a symbolic batch), else None."""

@@ -20,6 +20,7 @@ from onnx_graphsurgeon.logger import G_LOGGER
 
 from onnxprune.errors import ModelLoadError, ShapeError
 from onnxprune.ir import copy_graph
+from onnxprune.provenance import trace_sources
 
 # Initializers with more elements than this are left out of the shape-inference view (shape-like constants such as
 # Reshape targets are tiny and must stay in, because inference reads their values).
@@ -41,6 +42,7 @@ class LoadedModel:
     path: str | None = None
     producer_name: str = ""
     producer_version: str = ""
+    sources: dict = field(default_factory=dict)  # folded initializer -> (framework parameter, axes): provenance.py
     external_data: bool = False  # the file kept (some) initializers in external data files; saving does the same
 
 
@@ -516,6 +518,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
             tensors[name].values = values
             tensors[name].data_location = None
     overridable = _keep_initializer_inputs(graph, model)
+    sources = trace_sources(graph)  # before folding renames Transpose(W) and friends
 
     def keep(node: gs.Node) -> bool:  # what reads an overridable initializer is not constant
         return any(t.name in overridable for t in node.inputs)
@@ -537,7 +540,8 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
     return LoadedModel(graph=graph, opset=opset, ir_version=model.ir_version,
                        opset_imports=[(i.domain, i.version) for i in model.opset_import], path=path,
                        producer_name=model.producer_name, producer_version=model.producer_version,
-                       external_data=path is not None and bool(_EXTERNAL_FILES.get(str(Path(path).resolve()))))
+                       external_data=path is not None and bool(_EXTERNAL_FILES.get(str(Path(path).resolve()))),
+                       sources=sources)
 
 
 def _keep_initializer_inputs(graph: gs.Graph, model: onnx.ModelProto) -> set[str]:

@@ -12,6 +12,7 @@ import onnx_graphsurgeon as gs
 
 from onnxprune.errors import PruneError
 from onnxprune.importance import ImportanceOptions, Scores, compute_importance
+from onnxprune.provenance import source_entries
 from onnxprune.selection import SelectionOptions, select
 
 
@@ -26,8 +27,9 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self, dg) -> dict:
-        """JSON-ready plan: the groups pruned (root, removed units, members with removed indices) and, per
-        initializer, its shape and the kept indices of every pruned axis."""
+        """JSON-ready plan: the groups pruned (root, removed units, members with removed indices); per initializer,
+        its shape and the kept indices of every pruned axis; and under ``parameters`` the same for the framework
+        parameters that folded initializers were transposed or copied from (names as the exporter wrote them)."""
         removed = dg.resolve(self.groups)
         groups = []
         for gid, units in sorted(self.groups.items()):
@@ -43,7 +45,9 @@ class Plan:
                 entry = initializers.setdefault(axis.tensor, {"shape": list(tensor.shape), "kept": {}})
                 size = tensor.shape[axis.axis]
                 entry["kept"][str(axis.axis)] = np.setdiff1d(np.arange(size), idx).tolist()
+        sources = getattr(dg.loaded, "sources", None) or {}
         return {"criterion": self.criterion, "ratio": self.ratio, "groups": groups, "initializers": initializers,
+                "parameters": source_entries(sources, initializers),
                 "notes": list(self.notes)}
 
 

@@ -26,6 +26,10 @@ class UnaryHandler(OpHandler):
         """Identity and Cast pass shape values through unchanged."""
         return (0, position) if node.op in ("Identity", "Cast") else None
 
+    def axis_source(self, node, ctx):
+        """Identity and Cast keep every axis."""
+        return list(range(ctx.rank(ctx.input(0)))) if node.op in ("Identity", "Cast") else None
+
 
 @register(*BINARY)
 class BroadcastHandler(OpHandler):

@@ -21,6 +21,10 @@ class TransposeHandler(OpHandler):
         for out_axis, in_axis in enumerate(perm):
             ctx.identity(ctx.axis(x, int(in_axis)), ctx.axis(y, out_axis))
 
+    def axis_source(self, node, ctx):
+        """Output axis i holds input axis perm[i]."""
+        return [int(a) for a in (ctx.attr("perm") or reversed(range(ctx.rank(ctx.input(0)))))]
+
 
 @register("Flatten", "Squeeze", "Unsqueeze")
 class RegroupHandler(OpHandler):
