@@ -142,6 +142,12 @@ def _inconsistent(d: Path) -> list[str]:
     return [str(_model_file(d, model)), str(d / "out.onnx")]
 
 
+def _cycle(d: Path) -> list[str]:
+    model = conv_model()
+    model.graph.node[0].input[0] = "r"  # conv1 reads relu's output, which it feeds
+    return [str(_model_file(d, model)), str(d / "out.onnx")]
+
+
 def _no_nodes(d: Path) -> list[str]:
     model = conv_model()
     del model.graph.node[:]
@@ -232,6 +238,7 @@ CASES = [
     Case("name that is not UTF-8 text", _bad_utf8),
     Case("shapes that do not fit (Add of [N,16,8,8] and [16])", _inconsistent),
     Case("node input produced by nothing", _dangling_input),
+    Case("graph with a cycle", _cycle),
     Case("weight initializer removed", _missing_initializer),
     Case("unknown op type", _unknown_op),
     Case("opset newer than onnx knows", _future_opset),

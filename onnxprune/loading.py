@@ -128,6 +128,47 @@ def _check_structure(model: onnx.ModelProto, where: str) -> None:
     for out in graph.output:
         if out.name not in defined:
             raise ModelLoadError(f"{where}: graph output '{out.name}' is defined by no node, initializer or input")
+    _sort_nodes(model, where)
+
+
+def _sort_nodes(model: onnx.ModelProto, where: str) -> None:
+    """Put the nodes in topological order (ONNX requires it; some tools write graphs out of order), or refuse a
+    graph with a cycle. Names a node's subgraphs read from outside count as its inputs."""
+    graph = model.graph
+    produced = {o for n in graph.node for o in n.output}
+    needs = [(set(n.input) | _outer_reads(n)) & produced for n in graph.node]
+    ready: set[str] = set()
+    order, waiting = [], list(range(len(graph.node)))
+    while waiting:  # one pass for a sorted graph
+        placed, later = [], []
+        for k in waiting:
+            if needs[k] <= ready:
+                placed.append(k)
+                ready.update(graph.node[k].output)
+            else:
+                later.append(k)
+        if not placed:
+            raise ModelLoadError(f"{where}: the graph has a cycle through {graph.node[later[0]].op_type} node "
+                                 f"'{graph.node[later[0]].name}'")
+        order += placed
+        waiting = later
+    if order == list(range(len(graph.node))):
+        return
+    nodes = [graph.node[k] for k in order]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _outer_reads(node: onnx.NodeProto) -> set[str]:
+    """Names the subgraphs of ``node`` read without defining them."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            defined = {t.name for t in sub.input} | {t.name for t in sub.initializer}
+            defined |= {o for n in sub.node for o in n.output}
+            for n in sub.node:
+                names |= (set(n.input) | _outer_reads(n)) - defined
+    return names
 
 
 def _check_text(model: onnx.ModelProto, where: str) -> None:

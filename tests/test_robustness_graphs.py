@@ -153,3 +153,17 @@ def test_resize_that_keeps_the_channel_count_but_moves_indices_blocks_it():
     dg = op.analyse_model(model)
     g = group_of(dg, "w", 0)
     assert not g.prunable and any("resizes this axis" in r for r in g.blocked_reasons)
+
+
+def test_nodes_out_of_topological_order_are_sorted_and_pruned():
+    model = make_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[N,3,8,8] x) => (float[N,2,8,8] y) <float[6,3,1,1] w, float[2,6,1,1] w2> {
+      y = Conv (r, w2)
+      r = Relu (h)
+      h = Conv (x, w)
+    }""")
+    dg = op.analyse_model(model)
+    g = group_of(dg, "w", 0)
+    assert g.prunable
+    assert compare(dg.masked_model({g.id: [1, 4]}), dg.prune({g.id: [1, 4]}).model).passed
