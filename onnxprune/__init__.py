@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import onnx
@@ -18,9 +19,12 @@ __version__ = "0.1.0"
 
 
 def analyse_model(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None = None,
-                  options: AnalysisOptions | None = None) -> DependencyGraph:
-    """Load ``source`` and build its dependency graph with every group (the usual entry point)."""
-    loaded = load(source, input_shapes=input_shapes)
+                  options: AnalysisOptions | None = None, initializer_inputs: str = "auto") -> DependencyGraph:
+    """Load ``source`` and build its dependency graph with every group (the usual entry point).
+    ``initializer_inputs``: 'auto' | 'protect' | 'prune', see ``onnxprune.loading.load``."""
+    loaded = load(source, input_shapes=input_shapes, initializer_inputs=initializer_inputs)
+    options = dataclasses.replace(options or AnalysisOptions(),
+                                  protect_initializer_inputs=loaded.initializer_inputs == "protect")
     dg = analyse(loaded.graph, loaded.opset, options)
     dg.loaded = loaded
     return dg

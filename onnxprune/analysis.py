@@ -24,6 +24,7 @@ class AnalysisOptions:
     """Knobs of the analysis.
 
     protect_io: block the axes of graph inputs and outputs (default), except those in ``allowed_io_axes``.
+    protect_initializer_inputs: also block initializers listed as graph inputs (set from the loader's policy).
     factor_policy: which factor of a split/merged axis (Reshape C -> heads x head_dim, channel shuffle) carries the
         pruning when several could: 'largest' (default: head_dim, shuffle width), 'leading' (heads), 'trailing'.
     repeat_policy: the factor policy at reshapes that merge copies made by Expand into one axis (grouped-query
@@ -33,6 +34,7 @@ class AnalysisOptions:
     """
 
     protect_io: bool = True
+    protect_initializer_inputs: bool = True
     allowed_io_axes: set[ChannelAxis] = field(default_factory=set)
     factor_policy: str = "largest"
     repeat_policy: str | None = None
@@ -128,8 +130,9 @@ def _run_handlers(graph: gs.Graph, options: AnalysisOptions, known: set[ChannelA
                     if ca in options.allowed_io_axes:
                         continue
                     if isinstance(tensor, gs.Constant):  # the loader keeps initializers the model lists as inputs
-                        record.block(ca, f"initializer '{tensor.name}' is also a graph input, so it can be overridden "
-                                         "at run time (remove it from the graph inputs to let it be pruned)")
+                        if options.protect_initializer_inputs:
+                            record.block(ca, f"initializer '{tensor.name}' is also a graph input, so it can be "
+                                             "overridden at run time (--prune-initializer-inputs prunes it anyway)")
                     else:
                         record.block(ca, f"graph {kind} '{tensor.name}' axis {axis} is protected")
     return record

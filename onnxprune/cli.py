@@ -67,6 +67,10 @@ def clean_errors(func):
 factor_option = click.option("--factor-policy", type=click.Choice(["largest", "leading", "trailing"]),
                              default="largest", show_default=True,
                              help="Which factor of a split/merged channel axis carries pruning (leading = heads).")
+initializer_inputs_option = click.option(
+    "--prune-initializer-inputs", "prune_initializer_inputs", flag_value="prune", default="auto",
+    help="Prune initializers the model also lists as graph inputs (by default only for IR version < 4, where the "
+         "format requires that listing; otherwise they may be overridden at run time and are protected).")
 input_shape_option = click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1xD2x...",
                                   help="Fix a graph input's shape (repeatable).")
 
@@ -84,14 +88,16 @@ def main() -> None:
 @click.option("--details/--no-details", default=False, help="Print every member of every group.")
 @input_shape_option
 @factor_option
+@initializer_inputs_option
 @clean_errors
 def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shapes: tuple[str, ...],
-           factor_policy: str) -> None:
+           factor_policy: str, prune_initializer_inputs: str) -> None:
     """List the channel groups of MODEL: size, members, prunable or blocked with the reason."""
     from onnxprune import AnalysisOptions, analyse_model
 
     dg = analyse_model(model, input_shapes=parse_input_shapes(input_shapes),
-                       options=AnalysisOptions(factor_policy=factor_policy))
+                       options=AnalysisOptions(factor_policy=factor_policy),
+                       initializer_inputs=prune_initializer_inputs)
     listed = dg.groups if show_all else dg.channel_groups()
     if as_json:
         click.echo(json.dumps({"model": model, **dg.summary(), "groups_list": [g.to_dict() for g in listed]},
@@ -169,12 +175,13 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
               help="Remove this fraction of whole attention heads (other groups use --ratio).")
 @click.option("--no-hidden", is_flag=True, help="Keep a transformer's residual hidden width (groups through norms).")
 @factor_option
+@initializer_inputs_option
 @clean_errors
 def prune(input_path: str, output_path: str, ratio: float, criterion: str, global_ranking: bool,
           round_to: int | None, max_ratio: float, ignore: tuple[str, ...], calib: str | None,
           input_shapes: tuple[str, ...], target_macs: float | None, target_params: float | None, seed: int,
           report_path: str | None, plan_path: str | None, no_validate: bool, provider: str,
-          heads_ratio: float | None, no_hidden: bool, factor_policy: str) -> None:
+          heads_ratio: float | None, no_hidden: bool, factor_policy: str, prune_initializer_inputs: str) -> None:
     """Prune INPUT into OUTPUT (written atomically; INPUT is never touched), validate and summarise."""
     from onnxprune.pipeline import PruneOptions, format_report, prune_file
 
@@ -182,7 +189,8 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
                            max_ratio=max_ratio, ignore=ignore, calib=calib,
                            input_shapes=parse_input_shapes(input_shapes), target_macs=target_macs,
                            target_params=target_params, seed=seed, validate=not no_validate, provider=provider,
-                           factor_policy=factor_policy, heads_ratio=heads_ratio, no_hidden=no_hidden)
+                           factor_policy=factor_policy, heads_ratio=heads_ratio, no_hidden=no_hidden,
+                           initializer_inputs=prune_initializer_inputs)
     report = prune_file(input_path, output_path, options, report_path=report_path, plan_path=plan_path,
                         progress=_progress())
     click.echo(format_report(report))

@@ -43,6 +43,7 @@ class LoadedModel:
     producer_name: str = ""
     producer_version: str = ""
     sources: dict = field(default_factory=dict)  # folded initializer -> (framework parameter, axes): provenance.py
+    initializer_inputs: str = "protect"  # how initializers listed as graph inputs were treated (see load)
     external_data: bool = False  # the file kept (some) initializers in external data files; saving does the same
 
 
@@ -533,9 +534,14 @@ def _check_shapes(graph: gs.Graph) -> None:
 
 
 def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None = None,
-         strict_shapes: bool = True) -> LoadedModel:
+         strict_shapes: bool = True, initializer_inputs: str = "auto") -> LoadedModel:
     """Load ``source`` into gs IR: shapes inferred (symbolic dims kept), Constant nodes and static shape
-    subgraphs folded, nodes named and sorted. Raises ModelLoadError / ShapeError with a clear message."""
+    subgraphs folded, nodes named and sorted. Raises ModelLoadError / ShapeError with a clear message.
+
+    ``initializer_inputs``: initializers the model also lists as graph inputs stay inputs either way; 'protect'
+    treats them as overridable at run time (nothing reading them is folded, their groups are blocked), 'prune'
+    as plain weights; 'auto' is 'prune' for IR version < 4, where the format requires every initializer to be
+    listed as an input (so the listing says nothing about intent), else 'protect'."""
     model, path = read_model(source)
     try:
         arrays = map_external_data(model, Path(path).parent) if path is not None else {}
@@ -561,6 +567,11 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
     overridable = _keep_initializer_inputs(graph, model)
     sources = trace_sources(graph)  # before folding renames Transpose(W) and friends
 
+    if initializer_inputs == "auto":
+        initializer_inputs = "prune" if model.ir_version < 4 else "protect"
+    if initializer_inputs == "prune":
+        overridable = set()
+
     def keep(node: gs.Node) -> bool:  # what reads an overridable initializer is not constant
         return any(t.name in overridable for t in node.inputs)
 
@@ -582,7 +593,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
                        opset_imports=[(i.domain, i.version) for i in model.opset_import], path=path,
                        producer_name=model.producer_name, producer_version=model.producer_version,
                        external_data=path is not None and bool(_EXTERNAL_FILES.get(str(Path(path).resolve()))),
-                       sources=sources)
+                       sources=sources, initializer_inputs=initializer_inputs)
 
 
 def _keep_initializer_inputs(graph: gs.Graph, model: onnx.ModelProto) -> set[str]:

@@ -31,6 +31,7 @@ class PruneOptions:
     validate: bool = True
     provider: str = "auto"
     factor_policy: str = "largest"
+    initializer_inputs: str = "auto"  # 'auto' | 'protect' | 'prune' (see onnxprune.loading.load)
     heads_ratio: float | None = None  # prune whole attention heads at this ratio (analysis policy 'leading')
     no_hidden: bool = False  # keep the hidden (residual) width: skip groups through LayerNorm/RMSNorm
 
@@ -78,7 +79,8 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
     start = time.perf_counter()
     check_output_path(source, output)
     dg = analyse_model(source, input_shapes=options.input_shapes or None,
-                       options=AnalysisOptions(factor_policy=options.analysis_policy))
+                       options=AnalysisOptions(factor_policy=options.analysis_policy),
+                       initializer_inputs=options.initializer_inputs)
     progress(f"analysed {source}: {len(dg.channel_groups())} channel groups, {len(dg.prunable_groups())} "
              f"prunable; scoring with '{options.criterion}'")
     selection = SelectionOptions(ratio=options.ratio, global_ranking=options.global_ranking,
