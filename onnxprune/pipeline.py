@@ -78,6 +78,9 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
 
     start = time.perf_counter()
     check_output_path(source, output)
+    for extra in (report_path, plan_path):
+        if extra and not Path(extra).parent.is_dir():
+            raise OnnxPruneError(f"directory {Path(extra).parent} of {extra} does not exist")
     dg = analyse_model(source, input_shapes=options.input_shapes or None,
                        options=AnalysisOptions(factor_policy=options.analysis_policy),
                        initializer_inputs=options.initializer_inputs)
