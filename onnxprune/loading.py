@@ -576,7 +576,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         return any(t.name in overridable for t in node.inputs)
 
     for _ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
-        before = len(graph.nodes)
+        before = (len(graph.nodes), _shape_signature(graph))
         fold_static_values(graph)
         try:
             graph.fold_constants(fold_shapes=True, error_ok=True, should_exclude_node=keep)
@@ -584,7 +584,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         except Exception as exc:  # a cycle, or a graph gs cannot rebuild
             raise ModelLoadError(f"cannot process the graph: {exc}") from None
         refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
-        if len(graph.nodes) == before:
+        if (len(graph.nodes), _shape_signature(graph)) == before:
             break
     _name_nodes(graph)
     if strict_shapes:
@@ -594,6 +594,12 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
                        producer_name=model.producer_name, producer_version=model.producer_version,
                        external_data=path is not None and bool(_EXTERNAL_FILES.get(str(Path(path).resolve()))),
                        sources=sources, initializer_inputs=initializer_inputs)
+
+
+def _shape_signature(graph: gs.Graph) -> list:
+    """The activations' shapes, to see whether a folding round taught anything new."""
+    return [(t.name, None if t.shape is None else tuple(t.shape))
+            for t in graph.tensors().values() if isinstance(t, gs.Variable)]
 
 
 def _keep_initializer_inputs(graph: gs.Graph, model: onnx.ModelProto) -> set[str]:
