@@ -12,7 +12,9 @@ import transformer_check as tc
 
 import models
 from onnxprune.axes import ChannelAxis
+from onnxprune.oracle import compare
 from onnxprune.pipeline import PruneOptions, prune_file
+from onnxprune.runtime import make_session, random_inputs
 from onnxprune.selection import is_heads, is_hidden
 
 pytest.importorskip("transformers")
@@ -67,16 +69,19 @@ def test_gqa_query_heads_within_kv_groups(exported_model, tmp_path, name, export
         assert tc.weight_shapes(result.model) == tc.weight_shapes(native)
 
 
-def test_gqa_within_groups_is_refused_where_a_reshape_computes_the_head_count(exported_model):
-    """transformers' repeat_kv under TorchScript reshapes to Shape(k)[1] * n_rep with n_rep a constant: removing
-    query heads within KV groups would need a different n_rep there, so the rewrite refuses with the reason."""
-    from onnxprune.errors import PruneError
-
+def test_gqa_within_groups_on_transformers_repeat_kv(exported_model):
+    """transformers' repeat_kv under TorchScript reshapes to Shape(k)[1] * n_rep: once the loader has folded it
+    (static kv-head count), removing query heads within KV groups rewrites n_rep's product as a constant, matches
+    the mask oracle and runs at other batch sizes and sequence lengths."""
     spec = models.ZOO["hf_llama"]
     dg = tc.analyse(exported_model("hf_llama", "torchscript", True), spec, "leading", repeat_policy="trailing")
     group = next(g for g in dg.prunable_groups() if is_heads(g))
-    with pytest.raises(PruneError, match="computed at run time and would be"):
-        group.prune([0])
+    result = group.prune([0])
+    assert compare(dg.masked_model({group.id: [0]}), result.model).passed
+    session = make_session(result.model)
+    for batch, tokens in ((1, 5), (3, 9)):
+        feeds = random_inputs(session, batch=batch, dims={"sequence": tokens, "seq": tokens})
+        assert session.run(None, feeds)[0].shape[:2] == (batch, tokens)
 
 
 def test_groups_are_named(exported_model):
