@@ -52,6 +52,16 @@ def load_calibration(path: str | os.PathLike) -> Feeds:
         raise OnnxPruneError(f"{path}: cannot read calibration arrays ({exc})") from None
 
 
+def require_inputs(calib: Feeds | str | os.PathLike, names: list[str]) -> Feeds:
+    """Calibration arrays (a dict, or an .npz path read by ``load_calibration``) with every input in ``names``;
+    OnnxPruneError naming the missing ones."""
+    feeds = load_calibration(calib) if isinstance(calib, (str, os.PathLike)) else dict(calib)
+    missing = [name for name in names if name not in feeds]
+    if missing:
+        raise OnnxPruneError(f"calibration data lacks model inputs {missing} (it has {sorted(feeds)})")
+    return feeds
+
+
 def _batch_axis(shape: list) -> int | None:
     dynamic = [k for k, d in enumerate(shape) if not isinstance(d, int)]
     return dynamic[0] if dynamic else None
@@ -67,10 +77,7 @@ def calibration_batches(model: onnx.ModelProto, calib: Feeds | str | os.PathLike
         warnings.warn("no calibration data given: using random inputs; real data (--calib FILE.npz) gives "
                       "better data-driven importance scores", stacklevel=2)
         return [random_inputs(session, batch=samples, seed=seed)]
-    feeds = load_calibration(calib) if isinstance(calib, (str, os.PathLike)) else dict(calib)
-    missing = [i.name for i in inputs if i.name not in feeds]
-    if missing:
-        raise OnnxPruneError(f"calibration data lacks model inputs {missing} (it has {sorted(feeds)})")
+    feeds = require_inputs(calib, [i.name for i in inputs])
     axes = {i.name: _batch_axis(i.shape) for i in inputs}
     lengths = {feeds[n].shape[a] for n, a in axes.items() if a is not None}
     if len(lengths) != 1 or any(a is None for a in axes.values()):

@@ -313,11 +313,6 @@ class RewriteContext(ShapeView):
         """Sorted indices of the axis that survive."""
         return np.setdiff1d(np.arange(self.old_size(tensor, axis)), self.removed(tensor, axis))
 
-    def shape_of(self, tensor: gs.Tensor) -> list:
-        """Shape of ``tensor`` after pruning (dynamic dims unchanged)."""
-        before = self.shape(tensor)
-        return [self.new_size(tensor, i) if isinstance(d, (int, np.integer)) else d for i, d in enumerate(before)]
-
     def set_input_values(self, i: int, values: np.ndarray) -> None:
         """Give input ``i`` new constant values, as a new tensor so that other users of the old one keep theirs."""
         old = self.node.inputs[i]

@@ -98,13 +98,13 @@ def compare(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: dict 
     except Exception as exc:
         raise ValidationError(f"onnxruntime cannot run the pruned model although it runs the original (please "
                               f"report this as a bug): {exc}") from None
-    diff = max((_max_abs_diff(r, g) for r, g in zip(ref, got)), default=0.0)
+    diff = max((max_abs_diff(r, g) for r, g in zip(ref, got)), default=0.0)
     scale = max((float(np.max(np.abs(r[np.isfinite(r)]), initial=0.0)) for r in ref), default=0.0)
     tolerance = rtol * max(1.0, scale)
     return OracleReport(passed=bool(diff <= tolerance), max_abs_diff=diff, scale=scale, tolerance=tolerance)
 
 
-def _max_abs_diff(ref: np.ndarray, got: np.ndarray) -> float:
+def max_abs_diff(ref: np.ndarray, got: np.ndarray) -> float:
     """max |ref - got|, where NaN and infinite entries must match exactly (a weight holding inf or NaN gives the
     same non-finite outputs in both models); inf when they do not, or when the shapes differ."""
     if ref.shape != got.shape:

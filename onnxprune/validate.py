@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from onnxprune.calibration import require_inputs
 from onnxprune.errors import OnnxPruneError, PruneError, ValidationError
+from onnxprune.oracle import max_abs_diff
 from onnxprune.runtime import make_session, random_inputs
 
 ModelSource = str | os.PathLike | onnx.ModelProto
@@ -94,11 +96,8 @@ class ValidationReport:
 def _feeds(session, calib, batch: int, seed: int) -> dict[str, np.ndarray]:
     if calib is None:
         return random_inputs(session, batch=batch, seed=seed)
-    data = dict(np.load(calib)) if not isinstance(calib, dict) else calib
     names = [i.name for i in session.get_inputs()]
-    missing = [n for n in names if n not in data]
-    if missing:
-        raise OnnxPruneError(f"calibration data lacks arrays for inputs {missing} (has {sorted(data)})")
+    data = require_inputs(calib, names)
     types = {i.name: _NUMPY_TYPES.get(i.type) for i in session.get_inputs()}
     return {n: np.asarray(data[n], dtype=types[n]) for n in names}
 
@@ -110,7 +109,7 @@ def _compare_output(name: str, ref: np.ndarray, got: np.ndarray) -> dict:
     diff = np.abs(r - g)
     norms = np.linalg.norm(r) * np.linalg.norm(g)
     cosine = float(r @ g / norms) if norms > 0 else float(np.array_equal(r, g))
-    result = {"name": name, "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+    result = {"name": name, "max_abs_diff": max_abs_diff(ref, got),
               "mean_abs_diff": float(diff.mean()) if diff.size else 0.0, "cosine": cosine,
               "max_abs_reference": float(np.abs(r).max()) if r.size else 0.0, "size": int(r.size)}
     if ref.ndim == 2 and ref.shape[1] > 1 and np.issubdtype(ref.dtype, np.floating):
@@ -135,8 +134,8 @@ def validate(original: ModelSource, pruned: ModelSource, plan: dict | str | os.P
         plan = load_plan(plan, dg) if not _is_group_plan(plan) else {int(g): list(u) for g, u in plan.items()}
         reference = dg.masked_model(plan)
         exact = all(dg.group(g).exact for g, units in plan.items() if units)
-    ref_session = make_session(reference, provider)
-    got_session = make_session(pruned, provider)
+    ref_session = make_session(reference, provider, fuse=False)  # as oracle.compare: fusions may round apart
+    got_session = make_session(pruned, provider, fuse=False)
     feeds = _feeds(ref_session, calib, batch, seed)
     refs = ref_session.run(None, feeds)
     gots = got_session.run(None, feeds)

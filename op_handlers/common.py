@@ -82,12 +82,6 @@ def trace_shape_element(ctx: ShapeView, tensor: gs.Tensor, position: int, size_o
         tensor, position = producer.inputs[source[0]], source[1]
 
 
-def shape_value(ctx: ShapeView, tensor: gs.Tensor, position: int) -> int | None:
-    """Element ``position`` of a 1-D shape-like tensor if it traces back to a constant, else None."""
-    found = trace_shape_element(ctx, tensor, position)
-    return found if isinstance(found, int) else None
-
-
 def _blocks(a: list, b: list) -> list[tuple[list[int], list[int]]] | None:
     """Split two shapes of equal element count into minimal runs of dims with equal products.
 
