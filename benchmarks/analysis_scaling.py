@@ -1,23 +1,20 @@
 """Time graph loading and dependency analysis on the models/ zoo and on plain ResNets of growing depth, and print
 time per node, to show the analysis grows linearly with the graph.
 
-    python benchmarks/analysis_scaling.py [--depths 25 50 100 200 400] [--out benchmarks/results_analysis.md]
+    python -m benchmarks.analysis_scaling [--depths 25 50 100 200 400] [--out benchmarks/results_analysis.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import models  # noqa: E402
 import onnxprune as op  # noqa: E402
+from onnxprune import models
 from onnxprune.analysis import analyse  # noqa: E402
-from onnxprune.loading import load  # noqa: E402
+from onnxprune.ir.loading import load  # noqa: E402
 
 
 def measure(path: str, repeats: int = 3) -> dict:

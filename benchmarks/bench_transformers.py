@@ -3,7 +3,7 @@ GPT-style decoder at benchmark widths (hidden 256, 4 heads of 64, MLP 1024, 4 la
 exported by TorchScript with dynamic batch and sequence, timed on onnxruntime at sequence lengths 128 and 512,
 original and pruned alternating run by run in one process (CPU; CUDA too where it works).
 
-    python benchmarks/bench_transformers.py [--seqs 128 512] [--batch 1] [--threads 0] [--min-seconds 5]
+    python -m benchmarks.bench_transformers [--seqs 128 512] [--batch 1] [--threads 0] [--min-seconds 5]
                                             [--out benchmarks/results_transformers.md]
 
 The pruned model is first checked against the mask oracle (heads and MLP groups are mask-exact) at 16 tokens.
@@ -14,23 +14,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import tempfile
 import time
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(_HERE), _HERE]
-
-from measure import machine  # noqa: E402
-
-import models  # noqa: E402
 import onnxprune as op  # noqa: E402
-from onnxprune.bench import benchmark  # noqa: E402
-from onnxprune.oracle import compare  # noqa: E402
-from onnxprune.plan import plan_pruning  # noqa: E402
+from benchmarks.measure import machine
+from onnxprune import models
+from onnxprune.analysis.stats import count_macs, count_params  # noqa: E402
 from onnxprune.runtime import cuda_works, make_session, random_inputs  # noqa: E402
+from onnxprune.search import plan_pruning  # noqa: E402
 from onnxprune.selection import SelectionOptions, is_heads  # noqa: E402
-from onnxprune.stats import count_macs, count_params  # noqa: E402
+from onnxprune.validation.bench import benchmark  # noqa: E402
+from onnxprune.validation.oracle import compare  # noqa: E402
 
 WIDTHS = {"dim": 256, "heads": 4, "head_dim": 64, "mlp": 1024, "layers": 4, "vocab": 512, "positions": 512}
 MODELS = {"bert_encoder": models.transformers.BertEncoder, "gpt_decoder": models.transformers.GPTDecoder}
@@ -56,8 +51,8 @@ def prune(path: str) -> tuple:
     plan, oracle max abs diff at 16 tokens)."""
     dg = op.analyse_model(path, options=op.AnalysisOptions(factor_policy="leading"))
     plan = plan_pruning(dg, "l2", SelectionOptions(ratio=0.5, heads_ratio=0.5, no_hidden=True)).groups
-    result = dg.prune(plan)
-    masked = dg.masked_model(plan)
+    result = op.apply_plan(dg, plan)
+    masked = op.masked_model(dg, plan)
     feeds = random_inputs(make_session(masked, "cpu"), batch=2, dims={"batch": 2, "seq": 16})
     report = compare(masked, result.model, feeds=feeds)
     assert report.passed, report
@@ -70,7 +65,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--min-seconds", type=float, default=5.0)
-    parser.add_argument("--out", default=os.path.join(_HERE, "results_transformers.md"))
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser.add_argument("--out", default=os.path.join(here, "results_transformers.md"))
     args = parser.parse_args()
     info = machine()
     providers = ["cpu"] + (["cuda"] if cuda_works() else [])

@@ -3,7 +3,7 @@ ratios with L2 importance, and measure what it buys: MACs and params ratios, and
 pruned to original, both models timed alternately in one process (CPU, and CUDA where it works). Then a
 ResNet-50-like model at ratio 0.5: MACs reduction against measured CPU speedup at batch 1 and 8.
 
-    python benchmarks/bench_zoo.py [--quick] [--ratios 0.3 0.5 0.7] [--models NAME ...] [--threads 2]
+    python -m benchmarks.bench_zoo [--quick] [--ratios 0.3 0.5 0.7] [--models NAME ...] [--threads 2]
                                    [--skip-resnet50] [--out-dir benchmarks]
 
 Writes OUT_DIR/results_cpu.md (and results_cuda.md where CUDA works). Timings on a shared machine are noisy: the
@@ -14,17 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(_HERE), _HERE]
-
-from measure import machine, prune_and_measure  # noqa: E402
-
-import models  # noqa: E402
 import onnxprune as op  # noqa: E402
+from benchmarks.measure import machine, prune_and_measure
+from onnxprune import models
 from onnxprune.runtime import cuda_works  # noqa: E402
 
 
@@ -116,7 +111,7 @@ def main() -> None:
     parser.add_argument("--align-models", nargs="*", default=["mobilenet_v2", "mobilenet_v3", "shufflenet_v2"],
                         help="models re-run with kept channel counts rounded to --align-round")
     parser.add_argument("--align-round", type=int, default=8)
-    parser.add_argument("--out-dir", default=_HERE)
+    parser.add_argument("--out-dir", default=os.path.dirname(os.path.abspath(__file__)))
     args = parser.parse_args()
     if args.quick:
         args.runs, args.warmup, args.r50_runs, args.size, args.min_seconds = 30, 3, 8, 160, 0.2

@@ -1,6 +1,6 @@
 """Prune a synthetic model over 2 GB (external data) and report time, peak RSS and its ratio to the model size.
 
-    python benchmarks/big_model.py [--width 8192] [--layers 11] [--dir /tmp/onnxprune_big] [--validate]
+    python -m benchmarks.big_model [--width 8192] [--layers 11] [--dir /tmp/onnxprune_big] [--validate]
                                    [--results benchmarks/results_big_model.md]
 
 The model is a stack of ``layers`` Gemm+Relu layers of ``width`` x ``width`` float32 weights (8192 x 11: 2.95 GB),

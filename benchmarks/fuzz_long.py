@@ -1,6 +1,6 @@
 """Long fuzzing run of ``onnxprune prune`` (the cases of tests/test_fuzz.py, for as long as asked).
 
-    python benchmarks/fuzz_long.py --minutes 10 [--workers 1] [--no-zoo] [--json out.json]
+    python -m benchmarks.fuzz_long --minutes 10 [--workers 1] [--no-zoo] [--json out.json]
 
 Cases alternate between random valid CNNs (tests/graphgen.py) and random corruptions (bit flips, truncation,
 deleted nodes, renamed inputs, wrong value_info shapes, removed or reshaped initializers, ...) of base models: the
@@ -23,7 +23,6 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 _MODELS: dict = {}
 _WORKDIR: Path | None = None
@@ -33,7 +32,7 @@ def _zoo_models(directory: Path) -> dict:
     """A few zoo models, exported (and QDQ-quantized) once."""
     import onnx
 
-    import models
+    from onnxprune import models
 
     found = {}
     for name in ("resnet_basic", "mobilenet_v2", "densenet", "shufflenet_v2", "lstm_text"):
@@ -68,7 +67,7 @@ def _init_worker(model_dir: str, workdir: str) -> None:
 
 
 def _random_choices(rng) -> list:
-    from graphgen import BLOCKS
+    from tests.support.graphgen import BLOCKS
 
     return [(BLOCKS[int(rng.integers(len(BLOCKS)))], int(rng.integers(1000))) for _ in range(int(rng.integers(1, 11)))]
 
@@ -76,8 +75,9 @@ def _random_choices(rng) -> list:
 def run_one(seed: int) -> tuple[str, str, str, str, float]:
     """Case ``seed`` (even: a valid random graph, odd: a corruption): (what, kind, message, detail, seconds)."""
     import numpy as np
-    from graphgen import build_random_cnn
-    from test_fuzz import corrupted_case, run_case
+    from tests.analysis.test_fuzz import corrupted_case, run_case
+
+    from tests.support.graphgen import build_random_cnn
 
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -96,7 +96,7 @@ def _alone(seed: int, model_dir: Path, workdir: Path) -> tuple[str, str, str, st
     """Run case ``seed`` in a fresh process of its own, to tell which case of a broken batch killed its worker."""
     import subprocess
 
-    code = (f"import sys; sys.path[:0] = {[str(ROOT), str(ROOT / 'benchmarks')]!r}; import fuzz_long as f, json; "
+    code = (f"import sys; sys.path[:0] = {[str(ROOT)]!r}; import benchmarks.fuzz_long as f, json; "
             f"f._init_worker({str(model_dir)!r}, {str(workdir)!r}); print(json.dumps(f.run_one({seed})))")
     start = time.perf_counter()
     try:
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="Write the figures and failures as JSON.")
     args = parser.parse_args()
     import onnx
-    from test_fuzz import base_models, refusal_kind
+    from tests.analysis.test_fuzz import base_models, refusal_kind
 
     tmp = Path(tempfile.mkdtemp(prefix="onnxprune_fuzz_"))
     model_dir, workdir = tmp / "models", tmp / "cases"

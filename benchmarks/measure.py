@@ -12,12 +12,12 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 
 import onnxprune as op
-from onnxprune.bench import benchmark
+from onnxprune.analysis.stats import count_macs, count_params
 from onnxprune.errors import PruneError
-from onnxprune.loading import load
+from onnxprune.ir.loading import load
 from onnxprune.runtime import cuda_works
-from onnxprune.stats import count_macs, count_params
-from onnxprune.validate import validate
+from onnxprune.validation.bench import benchmark
+from onnxprune.validation.validate import validate
 
 
 def machine() -> dict:
@@ -82,10 +82,10 @@ def l2_plan(dg, ratio: float, round_to: int = 1) -> dict[int, list[int]]:
 
 
 def make_plan(dg, ratio: float, round_to: int = 1) -> tuple[dict[int, list[int]], str]:
-    """The plan of ``onnxprune.plan.plan_pruning`` (criterion l2, local ratio) when that module exists, else
+    """The plan of ``onnxprune.search.planning.plan_pruning`` (criterion l2, local ratio) when that module exists, else
     ``l2_plan``; returns (plan, which builder was used)."""
     try:
-        from onnxprune.plan import plan_pruning
+        from onnxprune.search import plan_pruning
         from onnxprune.selection import SelectionOptions
     except ImportError:
         return l2_plan(dg, ratio, round_to), "benchmarks l2_plan"
@@ -105,7 +105,7 @@ def prune_and_measure(path: str, ratio: float, out_path: str, batch: int, runs: 
     and pruned alternately on CPU (and on CUDA when it works). Returns one result row."""
     dg = dg or op.analyse_model(path)
     plan, builder = make_plan(dg, ratio, round_to)
-    result = dg.prune(plan)
+    result = op.apply_plan(dg, plan)
     result.save(out_path)
     macs0, params0 = count_macs(dg.graph), count_params(dg.graph)
     macs1, params1 = model_stats(result.model)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 
-from measure import make_plan, model_stats
-
-import models
 import onnxprune as op
-from onnxprune.bench import benchmark
-from onnxprune.stats import count_macs, count_params
-from onnxprune.validate import validate
+from benchmarks.measure import make_plan, model_stats
+from onnxprune import models
+from onnxprune.analysis.stats import count_macs, count_params
+from onnxprune.validation.bench import benchmark
+from onnxprune.validation.validate import validate
 
 
 def export(path: str, size: int = 224, keep_bn: bool = False) -> str:
@@ -28,7 +27,7 @@ def run_case(tmp: str, size: int, ratio: float, configs: list[tuple[int, int]], 
     export(path, size)
     dg = op.analyse_model(path)
     plan, builder = make_plan(dg, ratio)
-    dg.prune(plan).save(pruned)
+    op.apply_plan(dg, plan).save(pruned)
     macs0, params0 = count_macs(dg.graph), count_params(dg.graph)
     macs1, params1 = model_stats(pruned)
     check = validate(path, pruned, plan=plan, oracle=True, batch=1)

@@ -1,35 +1,22 @@
-"""onnxprune: structural pruning of ONNX models with a dependency graph of tensor channel axes (DepGraph)."""
+"""onnxprune: structural pruning of ONNX models with a dependency graph of tensor channel axes (DepGraph).
+
+The pipeline, one sub-package per stage (see docs/architecture.md): ``ir`` (read, shapes, fold, export, save) ->
+``handlers`` (the op-handler protocol) -> ``op_handlers`` (one module per op family) -> ``analysis`` (dependency
+graph, groups) -> ``scoring`` (importance) -> ``selection`` (which units go; the Plan) -> ``apply`` (rewrite) ->
+``validation`` (checker, sessions, oracle, comparison, bench) -> ``search`` (targets) -> ``pipeline`` / ``cli``.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-
-import onnx
-
-from onnxprune.analysis import AnalysisOptions, analyse
+from onnxprune.analysis import AnalysisOptions, DependencyGraph, Group, analyse, analyse_model
+from onnxprune.apply import PruneResult, apply_plan, prune_group
 from onnxprune.axes import ChannelAxis
 from onnxprune.errors import ModelLoadError, OnnxPruneError, PruneError, ShapeError, ValidationError
-from onnxprune.groups import DependencyGraph, Group
-from onnxprune.loading import LoadedModel, load
-from onnxprune.pruning import PruneResult
-from onnxprune.runtime import make_session  # noqa: F401  (quiets onnxruntime's logger for folding too)
+from onnxprune.ir.loading import LoadedModel, load
+from onnxprune.validation.oracle import masked_model
 
 __version__ = "0.1.0"
 
-
-def analyse_model(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None = None,
-                  options: AnalysisOptions | None = None, initializer_inputs: str = "auto") -> DependencyGraph:
-    """Load ``source`` and build its dependency graph with every group (the usual entry point).
-    ``initializer_inputs``: 'auto' | 'protect' | 'prune', see ``onnxprune.loading.load``."""
-    loaded = load(source, input_shapes=input_shapes, initializer_inputs=initializer_inputs)
-    options = dataclasses.replace(options or AnalysisOptions(),
-                                  protect_initializer_inputs=loaded.initializer_inputs == "protect")
-    dg = analyse(loaded.graph, loaded.opset, options)
-    dg.loaded = loaded
-    return dg
-
-
 __all__ = ["AnalysisOptions", "ChannelAxis", "DependencyGraph", "Group", "LoadedModel", "ModelLoadError",
            "OnnxPruneError", "PruneError", "PruneResult", "ShapeError", "ValidationError", "analyse",
-           "analyse_model", "load"]
+           "analyse_model", "apply_plan", "load", "masked_model", "prune_group"]

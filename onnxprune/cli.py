@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import tempfile
+import time
 
 import click
 
+from onnxprune.analysis import AnalysisOptions, analyse_model
+from onnxprune.analysis.stats import count_macs, count_params, op_support
 from onnxprune.errors import OnnxPruneError
+from onnxprune.pipeline import PruneOptions, format_report, prune_file
+from onnxprune.validation.bench import benchmark
+from onnxprune.validation.validate import check_file
+from onnxprune.validation.validate import validate as run_validation
 
 
 def parse_input_shapes(values: tuple[str, ...]) -> dict[str, list]:
@@ -27,8 +36,6 @@ def clean_errors(func):
     with a hint to report it), so bad input never shows a traceback. ``--debug`` (or ONNXPRUNE_DEBUG=1) lets the
     exception through with its traceback. Click's own usage errors and exits pass untouched. Output files the
     command created before failing (OUTPUT, --report, --plan) are removed, so a failure leaves nothing behind."""
-    import os
-
     outputs = ("output_path", "report_path", "plan_path")
 
     def one_line(exc: BaseException) -> str:
@@ -93,8 +100,6 @@ def main() -> None:
 def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shapes: tuple[str, ...],
            factor_policy: str, prune_initializer_inputs: str) -> None:
     """List the channel groups of MODEL: size, members, prunable or blocked with the reason."""
-    from onnxprune import AnalysisOptions, analyse_model
-
     dg = analyse_model(model, input_shapes=parse_input_shapes(input_shapes),
                        options=AnalysisOptions(factor_policy=factor_policy),
                        initializer_inputs=prune_initializer_inputs)
@@ -126,9 +131,6 @@ def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shape
 @clean_errors
 def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
     """Show MODEL's op types (supported or not), parameters, MACs and how many groups are prunable."""
-    from onnxprune import analyse_model
-    from onnxprune.stats import count_macs, count_params, op_support
-
     dg = analyse_model(model, input_shapes=parse_input_shapes(input_shapes))
     ops = op_support(dg.graph)
     report = {"model": model, "opset": dg.opset, "nodes": len(dg.graph.nodes), "params": count_params(dg.graph),
@@ -183,8 +185,6 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
           report_path: str | None, plan_path: str | None, no_validate: bool, provider: str,
           heads_ratio: float | None, no_hidden: bool, factor_policy: str, prune_initializer_inputs: str) -> None:
     """Prune INPUT into OUTPUT (written atomically; INPUT is never touched), validate and summarise."""
-    from onnxprune.pipeline import PruneOptions, format_report, prune_file
-
     options = PruneOptions(ratio=ratio, criterion=criterion, global_ranking=global_ranking, round_to=round_to,
                            max_ratio=max_ratio, ignore=ignore, calib=calib,
                            input_shapes=parse_input_shapes(input_shapes), target_macs=target_macs,
@@ -214,9 +214,6 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
 def validate(original: str, pruned: str, plan_path: str | None, oracle: bool, calib: str | None, rtol: float,
              atol: float | None, as_json: bool) -> None:
     """Check PRUNED (checker, onnxruntime) and compare its outputs with ORIGINAL; exit 0 only when it passes."""
-    from onnxprune.validate import check_file
-    from onnxprune.validate import validate as run_validation
-
     check_file(pruned)
     report = run_validation(original, pruned, plan=plan_path, oracle=oracle, calib=calib, rtol=rtol, atol=atol)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
@@ -235,8 +232,6 @@ def validate(original: str, pruned: str, plan_path: str | None, oracle: bool, ca
 def bench(models: tuple[str, ...], provider: str, batch: int, runs: int, warmup: int, threads: int,
           as_json: bool) -> None:
     """onnxruntime latency of one model, or of two measured alternately in one process with the speedup."""
-    from onnxprune.bench import benchmark
-
     if len(models) > 2:
         raise click.UsageError("bench takes one or two models")
     report = benchmark(list(models), provider=provider, batch=batch, runs=runs, warmup=warmup, threads=threads)
@@ -255,14 +250,8 @@ def bench(models: tuple[str, ...], provider: str, batch: int, runs: int, warmup:
 @clean_errors
 def demo(model_name: str, size: int, ratio: float, out_dir: str | None, runs: int, provider: str) -> None:
     """Export a model from models/ (torch needed), prune it, validate, benchmark and print the report."""
-    import os
-    import tempfile
-
-    from onnxprune.bench import benchmark
-    from onnxprune.pipeline import PruneOptions, format_report, prune_file
-
     try:
-        import models
+        from onnxprune import models
     except ImportError as exc:
         raise click.ClickException(f"the demo needs torch and the models/ package ({exc})") from None
     spec = models.resnet50_spec(size) if model_name == "resnet50" else models.ZOO.get(model_name)
@@ -289,8 +278,6 @@ def demo(model_name: str, size: int, ratio: float, out_dir: str | None, runs: in
 
 def _progress():
     """A progress callback printing timed steps to stderr."""
-    import time
-
     start = time.perf_counter()
 
     def show(message: str) -> None:

@@ -19,3 +19,7 @@ class PruneError(OnnxPruneError):
 
 class ValidationError(OnnxPruneError):
     """A written model failed the ONNX checker or could not be loaded by onnxruntime."""
+
+
+class ProviderError(OnnxPruneError):
+    """An onnxruntime execution provider that was asked for does not work on this machine."""

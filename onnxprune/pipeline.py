@@ -10,7 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onnxprune.analysis import AnalysisOptions, DependencyGraph, analyse_model
+from onnxprune.analysis.stats import count_macs, count_params
+from onnxprune.apply import apply_plan
+from onnxprune.data.calibration import calibration_batches
 from onnxprune.errors import OnnxPruneError
+from onnxprune.ir.export import export_graph
+from onnxprune.ir.saving import save_model
+from onnxprune.search import plan_pruning
+from onnxprune.selection import SelectionOptions
+from onnxprune.validation.checks import check_model
+from onnxprune.validation.oracle import compare, masked_model
 
 
 @dataclass
@@ -50,13 +60,9 @@ def check_output_path(source: str | os.PathLike, output: str | os.PathLike) -> N
         raise OnnxPruneError(f"output directory {out.parent} does not exist")
 
 
-def _validate(dg, plan: dict, pruned, calib, provider: str) -> dict:
-    from onnxprune.calibration import calibration_batches
-    from onnxprune.oracle import compare
-    from onnxprune.saving import to_proto
-
+def _validate(dg: DependencyGraph, plan: dict, pruned, calib, provider: str) -> dict:
     exact = all(dg.group(gid).exact for gid in plan)
-    reference = dg.masked_model(plan) if exact else to_proto(dg.graph, dg.loaded)
+    reference = masked_model(dg, plan) if exact else export_graph(dg.graph, dg.loaded)
     feeds = calibration_batches(reference, calib, batch_size=2, samples=2)[0] if calib else None
     report = compare(reference, pruned, feeds=feeds)
     return {"passed": bool(report.passed) if exact else True, "max_abs_diff": report.max_abs_diff,
@@ -70,12 +76,6 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
                progress: Callable[[str], None] = lambda message: None) -> dict:
     """Prune ``source`` into ``output`` (written atomically; the input is never touched) and return the report
     dict (the ``--report`` JSON)."""
-    from onnxprune import AnalysisOptions, analyse_model
-    from onnxprune.plan import plan_pruning
-    from onnxprune.saving import save_model
-    from onnxprune.selection import SelectionOptions
-    from onnxprune.stats import count_macs, count_params
-
     start = time.perf_counter()
     check_output_path(source, output)
     for extra in (report_path, plan_path):
@@ -92,16 +92,15 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
                                  seed=options.seed, heads_ratio=options.heads_ratio, no_hidden=options.no_hidden)
     plan = plan_pruning(dg, options.criterion, selection, calib=options.calib)
     progress(f"pruning {len(plan.groups)} groups")
-    result = dg.prune(plan.groups)
+    result = apply_plan(dg, plan.groups)
+    check_model(result.exported, original=lambda: export_graph(dg.graph, dg.loaded))
     validation = {"passed": None, "max_abs_diff": None, "oracle": False, "skipped": True}
     if options.validate and plan.groups:
         progress("validating against the mask oracle" if all(dg.group(g).exact for g in plan.groups)
                  else "validating (output drift)")
-        validation = _validate(dg, plan.groups, result.model, options.calib, options.provider)
-    save_model(result.model, output, source=source)
-    import onnx_graphsurgeon as gs
-
-    pruned_graph = gs.import_onnx(result.model)
+        validation = _validate(dg, plan.groups, result.exported, options.calib, options.provider)
+    save_model(result.exported, output, source=source)
+    pruned_graph = result.graph
     report = {
         "input": str(source), "output": str(output), "criterion": plan.criterion, "ratio": plan.ratio,
         "macs": {"before": count_macs(dg.graph), "after": count_macs(pruned_graph)},

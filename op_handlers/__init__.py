@@ -1,6 +1,6 @@
 """Op handlers, one module per op family; importing this package registers them all by ONNX op_type."""
 
-from op_handlers import (  # noqa: F401
+from onnxprune.op_handlers import (  # noqa: F401
     concat_split,
     conv,
     einsum,

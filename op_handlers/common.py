@@ -5,17 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnxprune.handler import AnalysisContext, ShapeView
-
-
-def is_static(dim) -> bool:
-    """Whether a shape entry is a known non-negative integer."""
-    return isinstance(dim, (int, np.integer)) and dim >= 0
-
-
-def static_product(dims) -> int:
-    """Product of the static entries of a shape (dynamic dims count as 1)."""
-    return int(np.prod([d for d in dims if is_static(d)]))
+from onnxprune.handlers import AnalysisContext, ShapeView
+from onnxprune.ir.shape_values import trace_shape_element  # noqa: F401  (re-exported for the families)
+from onnxprune.ir.shape_view import is_static, static_product  # noqa: F401  (re-exported for the families)
 
 
 def couple_broadcast(ctx: AnalysisContext, inputs: list[gs.Tensor], output: gs.Tensor) -> None:
@@ -51,35 +43,6 @@ def axes_argument(ctx: ShapeView, input_index: int, attr: str = "axes") -> list[
     if values is None:
         raise ValueError(f"'{attr}' input '{tensor.name}' is computed at run time")
     return [int(a) for a in values.reshape(-1)]
-
-
-def trace_shape_element(ctx: ShapeView, tensor: gs.Tensor, position: int, size_of=None):
-    """Where element ``position`` of a 1-D shape-like tensor comes from: an int (a constant), a (tensor, axis) pair
-    (read at run time by Shape, so it follows that axis), or None (computed some other way).
-
-    With ``size_of(tensor, axis) -> int | None``, dims read by Shape count as those sizes, so that values computed
-    from them (GQA's ``Shape(k)[1] * n_rep``) evaluate to ints: pass the sizes after pruning to check what such a
-    value will be at run time."""
-    from onnxprune.handler import handler_for
-
-    while True:
-        values = ctx.const(tensor)
-        if values is not None:
-            return int(values.reshape(-1)[position])
-        producer = tensor.inputs[0] if tensor.inputs else None
-        handler = handler_for(producer) if producer is not None else None
-        if handler is None:
-            return None
-        view = ShapeView(producer)
-        dim = handler.dim_source(producer, view, position)
-        if dim is not None:
-            size = size_of(producer.inputs[0], dim) if size_of is not None else None
-            return (producer.inputs[0], dim) if size is None else int(size)
-        source = handler.value_source(producer, view, position)
-        if source is None:
-            return handler.value_element(producer, view, position,
-                                         lambda t, p: trace_shape_element(ctx, t, p, size_of))
-        tensor, position = producer.inputs[source[0]], source[1]
 
 
 def _blocks(a: list, b: list) -> list[tuple[list[int], list[int]]] | None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from onnxprune.op_handlers.common import axes_argument, is_static
 
-from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
-from op_handlers.common import axes_argument, is_static
+from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, register
 
 
 def _couple_offsets(ctx: AnalysisContext, whole, parts, axis: int) -> None:
@@ -31,18 +31,6 @@ class ConcatHandler(OpHandler):
         y = ctx.output(0)
         axis = int(ctx.attr("axis")) % ctx.rank(y)
         _couple_offsets(ctx, y, [t for t in node.inputs if t.name and ctx.numel(t) != 0], axis)
-
-    def value_source(self, node, ctx, position):
-        """Concat of 1-D shape pieces: element p comes from the piece that covers p."""
-        offset = 0
-        for k, part in enumerate(node.inputs):
-            n = ctx.numel(part)
-            if n is None:
-                return None
-            if position < offset + n:
-                return (k, position - offset)
-            offset += n
-        return None
 
 
 @register("Split")
@@ -127,24 +115,6 @@ class SliceHandler(OpHandler):
                 continue
             n = max(0, end - start)
             ctx.couple(ctx.axis(x, axis), ctx.axis(y, axis), start + np.arange(n), np.arange(n))
-
-    def value_source(self, node, ctx, position):
-        """A slice of a 1-D shape vector (TorchScript's flatten: Slice(Shape(x), 0, 2)): element p comes from
-        element start + p * step."""
-        x = ctx.input(0)
-        size = ctx.numel(x)
-        if size is None or ctx.rank(x) != 1:
-            return None
-        if "starts" in node.attrs:  # opset < 10 (this view does not know the opset)
-            start, end, step = ctx.attr("starts")[0], ctx.attr("ends")[0], 1
-        else:
-            start, end = ctx.const(ctx.input(1)), ctx.const(ctx.input(2))
-            step = ctx.const(ctx.input(4)) if ctx.input(4) is not None else np.ones(1, dtype=np.int64)
-            if start is None or end is None or step is None:
-                return None
-            start, end, step = int(start.reshape(-1)[0]), int(end.reshape(-1)[0]), int(step.reshape(-1)[0])
-        start, _, step = slice(start, end, step).indices(size)
-        return (0, start + position * step)
 
     def rewrite(self, node, ctx: RewriteContext) -> None:
         x, y = ctx.input(0), ctx.output(0)

@@ -8,9 +8,9 @@ each input channel with its own output channels and lose whole groups; ``group``
 from __future__ import annotations
 
 import numpy as np
+from onnxprune.op_handlers.common import static_product
 
-from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, ShapeView, register
-from op_handlers.common import static_product
+from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, ShapeView, register
 
 # onnxruntime's CPU kernels (NCHWc) leave the fast path for depthwise convs whose channel count is not a multiple
 # of 4 and grouped convs whose per-group count is not a multiple of 16 (measured: pruned MobileNets ran up to 2.3x

@@ -9,8 +9,9 @@ output are per-head batch axes (labelled ``heads``) and contracted ones are insi
 
 from __future__ import annotations
 
-from onnxprune.handler import AnalysisContext, OpHandler, ShapeView, register
-from op_handlers.common import is_static, static_product
+from onnxprune.op_handlers.common import is_static, static_product
+
+from onnxprune.handlers import AnalysisContext, OpHandler, ShapeView, register
 
 
 def parse_equation(equation: str, ranks: list[int]) -> tuple[list[list[str]], list[str]]:

@@ -7,8 +7,9 @@ These ops act on sequence axes, never on channels: every axis whose entries they
 
 from __future__ import annotations
 
-from onnxprune.handler import AnalysisContext, OpHandler, register
-from op_handlers.common import couple_identity_all
+from onnxprune.op_handlers.common import couple_identity_all
+
+from onnxprune.handlers import AnalysisContext, OpHandler, register
 
 
 @register("Range")

@@ -6,8 +6,9 @@ converters write it) is a weight whose rows produce channels.
 
 from __future__ import annotations
 
-from onnxprune.handler import AnalysisContext, OpHandler, ShapeView, register
-from op_handlers.common import is_static, static_product
+from onnxprune.op_handlers.common import is_static, static_product
+
+from onnxprune.handlers import AnalysisContext, OpHandler, ShapeView, register
 
 
 @register("Gemm")

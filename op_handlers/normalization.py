@@ -5,9 +5,9 @@ its channel axes, so pruning them changes the other channels' values (not mask-e
 from __future__ import annotations
 
 import numpy as np
+from onnxprune.op_handlers.common import couple_identity_all
 
-from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
-from op_handlers.common import couple_identity_all
+from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, register
 
 
 @register("BatchNormalization", "InstanceNormalization")

@@ -6,8 +6,9 @@ sums are unchanged by zeroed channels, so Mean/Max/Prod/LogSumExp over a channel
 
 from __future__ import annotations
 
-from onnxprune.handler import AnalysisContext, OpHandler, register
-from op_handlers.common import axes_argument
+from onnxprune.op_handlers.common import axes_argument
+
+from onnxprune.handlers import AnalysisContext, OpHandler, register
 
 POOLS = ("MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "MaxRoiPool")
 SUM_LIKE = ("ReduceSum", "ReduceSumSquare", "ReduceL1", "ReduceL2")

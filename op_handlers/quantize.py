@@ -9,8 +9,9 @@ opset 21) shares one scale among several channels: not supported, its groups are
 
 from __future__ import annotations
 
-from onnxprune.handler import AnalysisContext, OpHandler, register
-from op_handlers.common import couple_identity_all
+from onnxprune.op_handlers.common import couple_identity_all
+
+from onnxprune.handlers import AnalysisContext, OpHandler, register
 
 INTEGER_OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear")
 

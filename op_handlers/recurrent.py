@@ -8,9 +8,9 @@ which ``oracle`` does for the reference model.
 from __future__ import annotations
 
 import numpy as np
+from onnxprune.op_handlers.common import static_product
 
-from onnxprune.handler import AnalysisContext, OpHandler, OracleContext, RewriteContext, ShapeView, register
-from op_handlers.common import static_product
+from onnxprune.handlers import AnalysisContext, OpHandler, OracleContext, RewriteContext, ShapeView, register
 
 
 class RecurrentHandler(OpHandler):

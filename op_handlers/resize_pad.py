@@ -4,9 +4,9 @@ spatial axes in practice, so nothing prunable is lost). Resize given ``sizes`` g
 from __future__ import annotations
 
 import numpy as np
+from onnxprune.op_handlers.common import axes_argument, is_static
 
-from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
-from op_handlers.common import axes_argument, is_static
+from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, register
 
 
 def _couple_unchanged(ctx: AnalysisContext, x, y, changed: set[int], why: str) -> None:

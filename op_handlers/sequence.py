@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, register
+from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, register
 
 
 def _parts(node, ctx) -> list[int] | None:

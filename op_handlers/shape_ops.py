@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import numpy as np
+from onnxprune.op_handlers.common import is_static, trace_shape_element
 
-from onnxprune.handler import AnalysisContext, OpHandler, RewriteContext, ShapeView, register
-from op_handlers.common import is_static, trace_shape_element
+from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, register
 
 
 @register("Shape", "Size")
@@ -19,22 +18,6 @@ class ShapeReadHandler(OpHandler):
             x = ctx.input(0)
             for axis in range(ctx.rank(x)):
                 ctx.inexact(ctx.axis(x, axis), f"{ctx.where()} counts the elements of this axis")
-
-    def dim_source(self, node, ctx, position):
-        """Shape(X, start, end)[p] is the size of X's axis start + p."""
-        if node.op != "Shape":
-            return None
-        rank = ctx.rank(ctx.input(0))
-        start = int(ctx.attr("start", 0))
-        return (start + rank if start < 0 else start) + position
-
-    def static_value(self, node, ctx):
-        """Shape (with start/end) or Size of dims that are all static."""
-        shape = ctx.shape(ctx.input(0))
-        if node.op == "Size":
-            return np.array(np.prod(shape), dtype=np.int64) if all(map(is_static, shape)) else None
-        dims = shape[slice(int(ctx.attr("start", 0)), ctx.attr("end"))]
-        return np.array(dims, dtype=np.int64) if all(map(is_static, dims)) else None
 
 
 def _couple_sizes(ctx: AnalysisContext, shape_input, out, positions: dict[int, int]) -> None:
@@ -87,29 +70,6 @@ class ExpandHandler(OpHandler):
             elif axis >= shape_lead:
                 _couple_sizes(ctx, shape, y, {axis: axis - shape_lead})
 
-    def complete_shape(self, node, ctx):
-        """Broadcast X's shape with the shape input's elements where ONNX inference gives up (TorchScript writes
-        ``expand(n, -1, -1)`` as a computed Where): an X dim other than 1 wins, else the traced element does."""
-        x, shape, y = ctx.input(0), ctx.input(1), ctx.output(0)
-        count = ctx.numel(shape)
-        if count is None or y.shape is None or len(y.shape) != max(count, ctx.rank(x)):
-            return None
-        x_shape = ctx.shape(x)
-        dims = []
-        for axis in range(len(y.shape)):
-            x_dim = x_shape[axis - len(y.shape) + len(x_shape)] if axis >= len(y.shape) - len(x_shape) else 1
-            source = trace_shape_element(ctx, shape, axis - len(y.shape) + count) \
-                if axis >= len(y.shape) - count else 1
-            if is_static(x_dim) and x_dim != 1 or source == 1:
-                dims.append(x_dim)
-            elif isinstance(source, tuple):
-                dims.append(ctx.shape(source[0])[source[1]])
-            elif isinstance(source, int) and source > 1 and x_dim == 1:
-                dims.append(source)
-            else:
-                dims.append(y.shape[axis])
-        return dims
-
     def rewrite(self, node, ctx: RewriteContext) -> None:
         y = ctx.output(0)
         shape_lead = ctx.rank(y) - ctx.shape(ctx.input(1))[0]
@@ -137,24 +97,3 @@ class GatherHandler(OpHandler):
             ctx.nonchannel(ctx.axis(indices, axis))
         if ctx.const(data) is not None and gather_axis == 0 and rank == 2:
             ctx.producer(ctx.axis(data, 1))
-
-    def static_value(self, node, ctx):
-        """Gather of static dims out of Shape(X) by constant indices (X's other dims may be dynamic): folded, so
-        that arithmetic on them (GQA's ``num_kv_heads * n_rep``) folds too and stays rewritable."""
-        data, indices = ctx.input(0), ctx.const(ctx.input(1))
-        producer = data.inputs[0] if data.inputs else None
-        if indices is None or producer is None or producer.op != "Shape" or int(ctx.attr("axis", 0)) != 0:
-            return None
-        view = ShapeView(producer)
-        dims = view.shape(view.input(0))[slice(int(view.attr("start", 0)), view.attr("end"))]
-        picked = [dims[int(i)] for i in indices.reshape(-1)]
-        if not all(map(is_static, picked)):
-            return None
-        return np.array(picked, dtype=np.int64).reshape(indices.shape)
-
-    def value_source(self, node, ctx, position):
-        """Gather of a shape vector by constant indices: element p comes from data element indices[p]."""
-        indices = ctx.const(ctx.input(1))
-        if indices is None or int(ctx.attr("axis", 0)) != 0 or ctx.rank(ctx.input(0)) != 1:
-            return None
-        return (0, int(np.asarray(indices).reshape(-1)[position]))

@@ -8,8 +8,9 @@ from opset 13 they normalise over ``axis`` alone (default -1).
 
 from __future__ import annotations
 
-from onnxprune.handler import AnalysisContext, OpHandler, register
-from op_handlers.common import couple_identity_all
+from onnxprune.op_handlers.common import couple_identity_all
+
+from onnxprune.handlers import AnalysisContext, OpHandler, register
 
 
 @register("Softmax", "LogSoftmax", "Hardmax")

@@ -1,12 +1,4 @@
-import os
-import sys
-
 import pytest
-
-# Make the top-level packages (models/, onnxprune/) importable when pytest is run from anywhere.
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +7,7 @@ def exported_model(tmp_path_factory):
 
     A dynamo request exports both keep_bn variants from one trace (see ``models.export_variants``).
     """
-    import models
+    from onnxprune import models
 
     out_dir = tmp_path_factory.mktemp("zoo")
     cache: dict[tuple[str, str, bool], str] = {}

@@ -1,0 +1,106 @@
+"""Apply a plan: slice every constant on a pruned axis, let handlers rewrite attributes and shape constants, and
+update activation shapes. Returns the rewritten graph; exporting, saving and checking are other stages'."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from onnxprune.analysis import DependencyGraph
+from onnxprune.axes import ChannelAxis
+from onnxprune.errors import PruneError
+from onnxprune.handlers import RewriteContext, handler_for
+from onnxprune.ir.export import ExportedModel, export_graph
+from onnxprune.ir.graph import copy_graph
+from onnxprune.ir.loading import LoadedModel
+from onnxprune.ir.reading import release_pages
+from onnxprune.ir.saving import save_model
+
+
+@dataclass
+class PruneResult:
+    """The pruned graph, which indices of which axes were removed, and the plan ({group id: units}) applied."""
+
+    graph: gs.Graph
+    removed: dict[ChannelAxis, np.ndarray]
+    plan: dict[int, list[int]]
+    loaded: LoadedModel | None = None
+
+    @functools.cached_property
+    def exported(self) -> ExportedModel:
+        """The pruned graph exported the way the input came (external data for big models)."""
+        return export_graph(self.graph, self.loaded)
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The pruned model as one self-contained ModelProto. For big models (``exported.data_dir`` set) this reads
+        every external tensor into memory: use ``exported`` (sessions and ``save_model`` take it) to avoid that."""
+        exported = self.exported
+        if exported.data_dir is None:
+            return exported.proto
+        model = onnx.ModelProto()
+        model.CopyFrom(exported.proto)
+        onnx.load_external_data_for_model(model, exported.data_dir)
+        return model
+
+    def save(self, path: str | os.PathLike, source: str | os.PathLike | None = None) -> None:
+        """Write the pruned model atomically (see ``onnxprune.ir.saving.save_model``); ``source``: the input file,
+        which is never written over."""
+        save_model(self.exported, path, source=source)
+
+
+def apply_plan(dg: DependencyGraph, plan: dict[int, Iterable[int]]) -> PruneResult:
+    """Prune a copy of ``dg.graph`` by ``plan`` ({group id: units}); the analysed graph is left untouched.
+    Raises PruneError for an invalid plan or a node its handler cannot rewrite."""
+    plan = {int(g): sorted({int(u) for u in units}) for g, units in plan.items()}
+    removed = dg.resolve(plan)
+    return PruneResult(graph=_pruned_graph(dg, removed), removed=removed, plan=plan, loaded=dg.loaded)
+
+
+def prune_group(group, units: Iterable[int]) -> PruneResult:
+    """Remove the given units (0 <= u < group.size) of one group: ``apply_plan(group.depgraph, {group.id: units})``."""
+    return apply_plan(group.depgraph, {group.id: units})
+
+
+def _pruned_graph(dg: DependencyGraph, removed: dict[ChannelAxis, np.ndarray]) -> gs.Graph:
+    """A copy of ``dg.graph`` with ``removed`` applied."""
+    sizes = dg.sizes()
+    graph = copy_graph(dg.graph)
+    tensors = graph.tensors()
+    by_tensor: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    for axis, idx in removed.items():
+        by_tensor[axis.tensor].append((axis.axis, idx))
+    for name, cuts in by_tensor.items():
+        tensor = tensors[name]
+        if isinstance(tensor, gs.Constant):
+            source = values = np.asarray(tensor.values)
+            for axis, idx in cuts:
+                values = np.delete(values, idx, axis=axis)
+            tensor.values = np.ascontiguousarray(values)
+            release_pages(source)  # a memory-mapped weight was read once to slice it; its pages can go
+    touched = set(by_tensor)
+    for node in list(graph.nodes):
+        if any(t.name in touched for t in list(node.inputs) + list(node.outputs)):
+            handler = handler_for(node)
+            try:
+                handler.rewrite(node, RewriteContext(node, removed, sizes, graph, dg.opset))
+            except PruneError:
+                raise
+            except Exception as exc:
+                raise PruneError(f"rewriting {node.op} node '{node.name}' failed: {exc}") from exc
+    for name, cuts in by_tensor.items():
+        tensor = tensors[name]
+        if isinstance(tensor, gs.Variable) and tensor.shape is not None:
+            shape = list(tensor.shape)
+            for axis, idx in cuts:
+                shape[axis] = shape[axis] - len(idx)
+            tensor.shape = shape
+    graph.cleanup(remove_unused_graph_inputs=False)
+    return graph

@@ -1,0 +1,1 @@
+"""Calibration data: the model inputs users give, read and batched."""

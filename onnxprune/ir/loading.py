@@ -1,0 +1,177 @@
+"""Load an ONNX model into onnx-graphsurgeon IR ready for analysis: read and checked (``reading``), shapes
+inferred (``shapes``), Constant nodes and static shape subgraphs folded, nodes named; symbolic dims kept."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.logger import G_LOGGER
+
+from onnxprune.errors import ModelLoadError
+from onnxprune.ir.provenance import trace_sources
+from onnxprune.ir.reading import _EXTERNAL_FILES, _check_tensor_data, default_opset, map_external_data, read_model
+from onnxprune.ir.shape_values import rule_for
+from onnxprune.ir.shape_view import ShapeView, UnknownShape
+from onnxprune.ir.shapes import _check_shapes, infer_shapes, refresh_shapes, set_input_shapes
+
+_MAX_FOLD_ROUNDS = 6
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for analysis: its graph in gs IR, plus what is needed to write it back the way it came."""
+
+    graph: gs.Graph
+    opset: int
+    ir_version: int
+    opset_imports: list = field(default_factory=list)
+    path: str | None = None
+    producer_name: str = ""
+    producer_version: str = ""
+    sources: dict = field(default_factory=dict)  # folded initializer -> (framework parameter, axes): provenance.py
+    initializer_inputs: str = "protect"  # how initializers listed as graph inputs were treated (see load)
+    external_data: bool = False  # the file kept (some) initializers in external data files; saving does the same
+
+
+def fold_static_values(graph: gs.Graph) -> None:
+    """Replace outputs that static shapes determine (per the shape-value rules' ``static_value``) by constants."""
+    for node in graph.nodes:
+        if not node.outputs:
+            continue
+        try:
+            value = rule_for(node).static_value(node, ShapeView(node))
+        except UnknownShape:
+            continue
+        except Exception:  # a node that does not fit its op (malformed model): not folded; analysis blocks it
+            continue
+        if value is not None:
+            out = node.outputs[0]
+            out.to_constant(value)
+            node.outputs.clear()
+
+
+_CONSTANT_FORMS = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
+                   "value_ints": np.int64}
+
+
+def normalize_constant_nodes(model: onnx.ModelProto) -> None:
+    """Rewrite Constant nodes given as value_float(s)/value_int(s) into typed ``value`` tensors.
+
+    onnx-graphsurgeon folds ``value_floats`` into float64 arrays although ONNX defines them as float32, which
+    would change the element type of everything computed from them.
+    """
+    for node in model.graph.node:
+        if node.op_type != "Constant" or len(node.attribute) != 1 or node.attribute[0].name not in _CONSTANT_FORMS:
+            continue
+        attr = node.attribute[0]
+        value = onnx.helper.get_attribute_value(attr)
+        array = np.array(value, dtype=_CONSTANT_FORMS[attr.name])
+        del node.attribute[:]
+        node.attribute.append(onnx.helper.make_attribute("value", onnx.numpy_helper.from_array(array)))
+
+
+def _name_nodes(graph: gs.Graph) -> None:
+    taken = {n.name for n in graph.nodes if n.name}
+    for k, node in enumerate(graph.nodes):
+        if not node.name:
+            name = f"{node.op}_{k}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+
+
+def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None = None,
+         strict_shapes: bool = True, initializer_inputs: str = "auto") -> LoadedModel:
+    """Load ``source`` into gs IR: shapes inferred (symbolic dims kept), Constant nodes and static shape
+    subgraphs folded, nodes named and sorted. Raises ModelLoadError / ShapeError with a clear message.
+
+    ``initializer_inputs``: initializers the model also lists as graph inputs stay inputs either way; 'protect'
+    treats them as overridable at run time (nothing reading them is folded, their groups are blocked), 'prune'
+    as plain weights; 'auto' is 'prune' for IR version < 4, where the format requires every initializer to be
+    listed as an input (so the listing says nothing about intent), else 'protect'."""
+    model, path = read_model(source)
+    try:
+        arrays = map_external_data(model, Path(path).parent) if path is not None else {}
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
+    _check_tensor_data(model, path or "the model", arrays)
+    if input_shapes:
+        model = _copy_if_given(model, path)
+        set_input_shapes(model, input_shapes)
+    opset = default_opset(model)
+    normalize_constant_nodes(model)
+    infer_shapes(model, isolate=path is not None)  # files come from users: a malformed one must not abort us
+    G_LOGGER.severity = G_LOGGER.ERROR
+    try:
+        graph = gs.import_onnx(model)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot import the graph: {exc}") from None
+    tensors = graph.tensors()
+    for name, values in arrays.items():
+        if isinstance(tensors.get(name), gs.Constant):
+            tensors[name].values = values
+            tensors[name].data_location = None
+    overridable = _keep_initializer_inputs(graph, model)
+    sources = trace_sources(graph)  # before folding renames Transpose(W) and friends
+
+    if initializer_inputs == "auto":
+        initializer_inputs = "prune" if model.ir_version < 4 else "protect"
+    if initializer_inputs == "prune":
+        overridable = set()
+
+    def keep(node: gs.Node) -> bool:  # what reads an overridable initializer is not constant
+        return any(t.name in overridable for t in node.inputs)
+
+    for _ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
+        before = (len(graph.nodes), _shape_signature(graph))
+        fold_static_values(graph)
+        try:
+            graph.fold_constants(fold_shapes=True, error_ok=True, should_exclude_node=keep)
+            graph.cleanup(remove_unused_graph_inputs=False).toposort()
+        except Exception as exc:  # a cycle, or a graph gs cannot rebuild
+            raise ModelLoadError(f"cannot process the graph: {exc}") from None
+        refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+        if (len(graph.nodes), _shape_signature(graph)) == before:
+            break
+    _name_nodes(graph)
+    if strict_shapes:
+        _check_shapes(graph)
+    return LoadedModel(graph=graph, opset=opset, ir_version=model.ir_version,
+                       opset_imports=[(i.domain, i.version) for i in model.opset_import], path=path,
+                       producer_name=model.producer_name, producer_version=model.producer_version,
+                       external_data=path is not None and bool(_EXTERNAL_FILES.get(str(Path(path).resolve()))),
+                       sources=sources, initializer_inputs=initializer_inputs)
+
+
+def _shape_signature(graph: gs.Graph) -> list:
+    """The activations' shapes, to see whether a folding round taught anything new."""
+    return [(t.name, None if t.shape is None else tuple(t.shape))
+            for t in graph.tensors().values() if isinstance(t, gs.Variable)]
+
+
+def _keep_initializer_inputs(graph: gs.Graph, model: onnx.ModelProto) -> set[str]:
+    """gs drops initializers from the graph inputs; put those the model lists as inputs back, in their place, so
+    they stay overridable in the pruned model and the analysis protects them. Returns their names."""
+    listed = [i.name for i in model.graph.input]
+    overridable = {i.name for i in model.graph.initializer} & set(listed)
+    if not overridable:
+        return overridable
+    tensors = graph.tensors()
+    current = {t.name: t for t in graph.inputs}
+    graph.inputs = [current.get(name, tensors.get(name)) for name in listed
+                    if name in current or isinstance(tensors.get(name), gs.Constant)]
+    return overridable
+
+
+def _copy_if_given(model: onnx.ModelProto, path: str | None) -> onnx.ModelProto:
+    if path is not None:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
