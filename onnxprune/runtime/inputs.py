@@ -1,28 +1,150 @@
-"""Model inputs made up when the user gave none: random feeds from the graph inputs' types and shapes."""
+"""Model inputs made up when the user gave none, chosen so the model can really run on them.
+
+Integer inputs that index a table (token ids, type ids, positions: Gather on a constant) are drawn below that
+table's size; integer masks are drawn from {0, 1}; symbolic batch dims take ``batch``; other symbolic dims (image
+height and width, sequence length) take the first candidate size at which onnxruntime runs the model, so a
+detector whose Resize needs a large enough image or a stride-32 backbone still gets inputs it accepts. Sizes the
+user gives by dim name always win.
+"""
 
 from __future__ import annotations
 
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
+import onnx
 import onnxruntime as ort
 
+from onnxprune.errors import OnnxPruneError
+from onnxprune.ir.export import ExportedModel
 
-def random_inputs(session: ort.InferenceSession, batch: int = 2, seed: int = 0,
-                  dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Random feeds for every input: normal floats, small non-negative ints; symbolic dims become ``batch``
-    (or the value ``dims`` gives for that dim name)."""
+# Ops through which an integer input keeps its values (so the table it finally indexes bounds it).
+_VALUE_PRESERVING = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Expand", "Transpose",
+                     "Slice", "Tile"}
+# Symbolic sizes tried, in order, for dims that are neither the batch nor given by the user.
+SPATIAL_CANDIDATES = (64, 32, 128, 224, 256, 320, 512)
+SEQUENCE_CANDIDATES = (16, 8, 32, 64, 128)
+
+
+class InputError(OnnxPruneError):
+    """No made-up input runs the model: the message names the symbolic dims to give with --input-shape."""
+
+
+@dataclass
+class InputSpec:
+    """One graph input as the session sees it: name, numpy dtype, shape (ints and dim names)."""
+
+    name: str
+    dtype: np.dtype
+    shape: list
+
+
+def integer_bounds(model: onnx.ModelProto) -> dict[str, int]:
+    """{integer graph input: exclusive upper bound} for inputs whose values index a constant table along a
+    Gather's axis (followed through ops that keep values, such as Cast, Unsqueeze, Reshape)."""
+    consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            consumers[name].append((node, k))
+    tables = {t.name: list(t.dims) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].HasField("t"):
+            tables[node.output[0]] = list(node.attribute[0].t.dims)
+    for node in model.graph.node:  # tables read through a cast or dequantization keep their shape
+        if node.op_type in ("Cast", "Identity", "DequantizeLinear") and node.input and node.input[0] in tables:
+            tables[node.output[0]] = tables[node.input[0]]
+    bounds = {}
+    for inp in model.graph.input:
+        if inp.type.tensor_type.elem_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+            continue
+        found, seen, frontier = [], {inp.name}, [inp.name]
+        while frontier:
+            name = frontier.pop()
+            for node, k in consumers.get(name, []):
+                if node.op_type == "Gather" and k == 1 and node.input[0] in tables:
+                    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                    dims = tables[node.input[0]]
+                    found.append(dims[axis % len(dims)])
+                elif node.op_type in _VALUE_PRESERVING and k == 0:
+                    for out in node.output:
+                        if out not in seen:
+                            seen.add(out)
+                            frontier.append(out)
+        if found:
+            bounds[inp.name] = int(min(found))
+    return bounds
+
+
+def _specs(session: ort.InferenceSession) -> list[InputSpec]:
+    types = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+             "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
+             "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+    specs = []
+    for inp in session.get_inputs():
+        if inp.type not in types:
+            raise InputError(f"cannot make data for input '{inp.name}' of type {inp.type}; give calibration data")
+        specs.append(InputSpec(inp.name, np.dtype(types[inp.type]), list(inp.shape)))
+    return specs
+
+
+def random_inputs(session: ort.InferenceSession, batch: int = 2, seed: int = 0, dims: dict[str, int] | None = None,
+                  bounds: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Random feeds for every input: normal floats; integers below ``bounds[name]`` (default 16; masks, i.e. inputs
+    named like one, 0 or 1); symbolic dims become ``dims[name]``, else ``batch``."""
     rng = np.random.default_rng(seed)
     feeds = {}
-    for inp in session.get_inputs():
-        shape = [d if isinstance(d, int) else (dims or {}).get(d, batch) for d in inp.shape]
-        kind = inp.type
-        if "float" in kind:
-            dtype = np.float16 if "float16" in kind else (np.float64 if "double" in kind else np.float32)
-            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
-        elif "int" in kind:
-            dtype = np.int32 if "int32" in kind else np.int64
-            feeds[inp.name] = rng.integers(0, 16, size=shape).astype(dtype)
-        elif "bool" in kind:
-            feeds[inp.name] = rng.integers(0, 2, size=shape).astype(bool)
+    for spec in _specs(session):
+        shape = [d if isinstance(d, int) else (dims or {}).get(d, batch) for d in spec.shape]
+        if spec.dtype.kind == "f":
+            feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+        elif spec.dtype.kind in "iu":
+            high = (bounds or {}).get(spec.name, 2 if "mask" in spec.name.lower() else 16)
+            feeds[spec.name] = rng.integers(0, max(1, high), size=shape).astype(spec.dtype)
         else:
-            raise ValueError(f"cannot make random data for input '{inp.name}' of type {kind}")
+            feeds[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
     return feeds
+
+
+def _free_dims(specs: Sequence[InputSpec], given: dict[str, int]) -> dict[str, tuple[int, ...]]:
+    """Candidate sizes for every symbolic dim that is not a leading (batch) dim and not given."""
+    leading = {s.shape[0] for s in specs if s.shape and not isinstance(s.shape[0], int)}
+    free: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        for axis, dim in enumerate(spec.shape):
+            if isinstance(dim, int) or dim in given or (dim in leading and dim not in free):
+                continue
+            image = len(spec.shape) == 4 and spec.dtype.kind == "f"
+            free.setdefault(dim, SPATIAL_CANDIDATES if image and axis > 0 else SEQUENCE_CANDIDATES)
+    return {d: c for d, c in free.items() if d not in leading}
+
+
+def example_inputs(model: onnx.ModelProto | ExportedModel | str | os.PathLike, session: ort.InferenceSession,
+                   batch: int = 2, seed: int = 0, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Feeds the model runs on: integer bounds from the graph (``integer_bounds``), ``dims`` by name, batch dims
+    ``batch``, and for other symbolic dims the first candidate size at which ``session`` runs. Raises InputError
+    naming the dims to give when no candidate works."""
+    proto = model.proto if isinstance(model, ExportedModel) else model
+    if not isinstance(proto, onnx.ModelProto):
+        proto = onnx.load(os.fspath(proto), load_external_data=False)
+    bounds = integer_bounds(proto)
+    given = dict(dims or {})
+    free = _free_dims(_specs(session), given)
+    attempts = max((len(c) for c in free.values()), default=1)
+    first_error = None
+    for k in range(attempts):
+        tried = {d: c[min(k, len(c) - 1)] for d, c in free.items()}
+        feeds = random_inputs(session, batch=batch, seed=seed, dims={**tried, **given}, bounds=bounds)
+        if not free:
+            return feeds
+        try:
+            session.run(None, feeds)
+            return feeds
+        except Exception as exc:
+            first_error = first_error or " ".join(str(exc).split())[:300]
+    names = ", ".join(sorted(free))
+    raise InputError(f"onnxruntime does not run the model on made-up inputs for its symbolic dims {names} (tried "
+                     f"{', '.join(map(str, SPATIAL_CANDIDATES))}; first error: {first_error}); give real inputs "
+                     f"with --calib or sizes with --input-shape NAME:D1xD2x...")
