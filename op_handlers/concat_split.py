@@ -48,14 +48,10 @@ class SplitHandler(OpHandler):
         axis = int(ctx.attr("axis", 0)) % ctx.rank(x)
         sizes = np.array([ctx.new_size(out, axis) for out in node.outputs], dtype=np.int64)
         if ctx.opset() < 13:
-            node.attrs["split"] = [int(s) for s in sizes]
-        elif ctx.input(1) is not None:
-            ctx.set_input_values(1, sizes)
+            ctx.set_attr("split", [int(s) for s in sizes])
         else:
-            from onnx_graphsurgeon import Constant
-
-            node.attrs.pop("num_outputs", None)
-            node.inputs.append(Constant(f"{node.name}_split_sizes", sizes))
+            ctx.remove_attr("num_outputs")  # opset 18 equal parts: the sizes input says it all
+            ctx.set_input_values(1, sizes)
 
 
 @register("Slice")
@@ -129,7 +125,8 @@ class SliceHandler(OpHandler):
                 starts[k] = start - int(np.sum(removed < start))
                 ends[k] = starts[k] + ctx.new_size(y, axis)
         if ctx.opset() < 10:
-            node.attrs["starts"], node.attrs["ends"] = starts, ends
+            ctx.set_attr("starts", starts)
+            ctx.set_attr("ends", ends)
         else:
             dtype = ctx.const(ctx.input(1)).dtype
             ctx.set_input_values(1, np.array(starts, dtype=dtype))

@@ -66,7 +66,7 @@ class ConvHandler(OpHandler):
         w = ctx.input(1)
         group = int(ctx.attr("group", 1))
         if group > 1 and ctx.shape(w)[1] == 1:
-            node.attrs["group"] = ctx.new_size(ctx.input(0), 1)
+            ctx.set_attr("group", ctx.new_size(ctx.input(0), 1))
 
     def macs(self, node, ctx: ShapeView) -> int:
         w, y = ctx.shape(ctx.input(1)), ctx.shape(ctx.output(0))
@@ -100,7 +100,7 @@ class ConvTransposeHandler(OpHandler):
     def rewrite(self, node, ctx: RewriteContext) -> None:
         group = int(ctx.attr("group", 1))
         if group > 1 and ctx.old_size(ctx.input(1), 0) == group:
-            node.attrs["group"] = ctx.new_size(ctx.input(0), 1)
+            ctx.set_attr("group", ctx.new_size(ctx.input(0), 1))
 
     def macs(self, node, ctx: ShapeView) -> int:
         x, w = ctx.shape(ctx.input(0)), ctx.shape(ctx.input(1))

@@ -67,14 +67,14 @@ class EinsumHandler(OpHandler):
                     ctx.block(ctx.axis(tensor, axis), f"{ctx.where()} takes a diagonal along this axis")
                     continue
                 places.setdefault(letter, []).append((tensor, axis))
-        activations = [t for t in tensors if ctx.const(t) is None]
+        activations = [t for t in tensors if not ctx.is_constant(t)]
         for letter, found in places.items():
             sizes = [ctx.shape(t)[a] for t, a in found]
             full = [(t, a) for (t, a), size in zip(found, sizes) if size != 1] or found[:1]
             for tensor, axis in full[1:]:
                 ctx.identity(ctx.axis(full[0][0], full[0][1]), ctx.axis(tensor, axis))
             users = {t.name for t, _ in found if t is not y}
-            consts = [(t, a) for t, a in found if t is not y and ctx.const(t) is not None]
+            consts = [(t, a) for t, a in found if t is not y and ctx.is_constant(t)]
             if len(users) == 1 and consts and letter in output:
                 ctx.producer(ctx.axis(*consts[0]))
             if len(activations) >= 2 and all(any(t is a for t, _ in found) for a in activations) \

@@ -23,9 +23,9 @@ class GemmHandler(OpHandler):
         ctx.identity(a_k, b_k)
         ctx.identity(b_n, ctx.axis(y, 1))
         ctx.identity(a_m, ctx.axis(y, 0))
-        if ctx.const(b) is not None:
+        if ctx.is_constant(b):
             ctx.producer(b_n)
-        if ctx.const(a) is not None:
+        if ctx.is_constant(a):
             ctx.producer(a_m)
         else:
             ctx.nonchannel(a_m)
@@ -51,12 +51,12 @@ class MatMulHandler(OpHandler):
         ctx.identity(ctx.axis(a, ra - 1), ctx.axis(b, max(rb - 2, 0)))
         if rb >= 2:
             ctx.identity(ctx.axis(b, rb - 1), ctx.axis(y, ry - 1))
-            if ctx.const(b) is not None:
+            if ctx.is_constant(b):
                 ctx.producer(ctx.axis(b, rb - 1))
         if ra >= 2:
             m_out = ctx.axis(y, ry - 2 if rb >= 2 else ry - 1)
             ctx.identity(ctx.axis(a, ra - 2), m_out)
-            if ctx.const(a) is not None:
+            if ctx.is_constant(a):
                 ctx.producer(ctx.axis(a, ra - 2))
             else:
                 ctx.nonchannel(ctx.axis(a, ra - 2))
@@ -66,7 +66,7 @@ class MatMulHandler(OpHandler):
                 out_axis = batch_out - (rank - 2) + axis
                 if ctx.shape(tensor)[axis] != 1 or ctx.shape(y)[out_axis] == 1:
                     ctx.identity(ctx.axis(tensor, axis), ctx.axis(y, out_axis))
-        if ctx.const(a) is None and ctx.const(b) is None and min(ra, rb) >= 3:
+        if not ctx.is_constant(a) and not ctx.is_constant(b) and min(ra, rb) >= 3:
             _label_heads(ctx, a, b)
 
     def macs(self, node, ctx: ShapeView) -> int:

@@ -28,7 +28,8 @@ class PerChannelNormHandler(OpHandler):
 
 @register("GroupNormalization")
 class GroupNormHandler(OpHandler):
-    """X's channels form num_groups consecutive groups normalised together: prune whole groups only."""
+    """Y = scale * (X - mean_g) / std_g + B, statistics over each of num_groups consecutive channel groups g (and
+    the spatial axes): prune whole groups only."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, scale, bias, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
@@ -52,7 +53,7 @@ class GroupNormHandler(OpHandler):
     def rewrite(self, node, ctx: RewriteContext) -> None:
         x = ctx.input(0)
         per_group = ctx.old_size(x, 1) // int(ctx.attr("num_groups"))
-        node.attrs["num_groups"] = ctx.new_size(x, 1) // per_group
+        ctx.set_attr("num_groups", ctx.new_size(x, 1) // per_group)
 
     def scale_inputs(self, node) -> list[int]:
         return [1]
@@ -60,8 +61,8 @@ class GroupNormHandler(OpHandler):
 
 @register("LayerNormalization", "RMSNormalization")
 class LayerNormHandler(OpHandler):
-    """Normalises over axes [axis, rank): those axes are coupled with Scale/B but are not mask-exact (RMSNorm,
-    opset 23, is the same without B and without centring)."""
+    """Y = Scale * (X - mean) / std + B, statistics over axes [axis, rank): those axes are coupled with Scale/B but
+    are not mask-exact (RMSNorm, opset 23: Y = Scale * X / rms(X), without B and without centring)."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, y = ctx.input(0), ctx.output(0)

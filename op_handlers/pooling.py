@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from onnxprune.op_handlers.common import axes_argument
 
+from onnxprune.axes import ChannelAxis
 from onnxprune.handlers import AnalysisContext, OpHandler, register
 
 POOLS = ("MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "MaxRoiPool")
 SUM_LIKE = ("ReduceSum", "ReduceSumSquare", "ReduceL1", "ReduceL2")
-OTHER_REDUCE = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceLogSum", "ReduceLogSumExp")
+INEXACT_REDUCE = ("ReduceMax", "ReduceMin", "ReduceProd", "ReduceLogSum", "ReduceLogSumExp")
+OTHER_REDUCE = ("ReduceMean", *INEXACT_REDUCE)  # every reduction that is not mask-exact
 
 
 @register(*POOLS)
@@ -30,18 +32,22 @@ class PoolHandler(OpHandler):
             ctx.block(ctx.axis(indices, 1), f"{ctx.where()}: its Indices output encodes the channel count")
 
 
-@register(*SUM_LIKE, *OTHER_REDUCE, "ArgMax", "ArgMin")
 class ReduceHandler(OpHandler):
-    """Reduction over ``axes`` (attribute before opset 18, ReduceSum 13; input after), keepdims or not."""
+    """Y = reduce(X) over ``axes`` (attribute before opset 18, ReduceSum 13; input after), keepdims or not: kept
+    axes pass through. Subclasses say what reducing over an axis of size > 1 means for pruning (``on_reduced``)."""
+
+    def reduced_axes(self, ctx: AnalysisContext) -> list[int] | None:
+        """The axes given to the node (None or empty: see ``noop_with_empty_axes``); ValueError if computed."""
+        return axes_argument(ctx, 1)
+
+    def on_reduced(self, ctx: AnalysisContext, axis: ChannelAxis) -> None:
+        """Reducing over ``axis`` (size > 1 or dynamic); nothing for sums, which zeroed channels leave unchanged."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, y = ctx.input(0), ctx.output(0)
         rank = ctx.rank(x)
         try:
-            if node.op in ("ArgMax", "ArgMin"):
-                axes = [int(ctx.attr("axis", 0))]
-            else:
-                axes = axes_argument(ctx, 1)
+            axes = self.reduced_axes(ctx)
         except ValueError as exc:
             ctx.block_all(str(exc))
             return
@@ -53,12 +59,43 @@ class ReduceHandler(OpHandler):
         for axis in range(rank):
             if axis in axes:
                 out_axis += keep
-                if node.op in ("ArgMax", "ArgMin") and ctx.size(x, axis) != 1:
-                    ctx.block(ctx.axis(x, axis), f"{ctx.where()} returns positions along this axis")
-                elif node.op not in SUM_LIKE and ctx.size(x, axis) != 1:
-                    ctx.inexact(ctx.axis(x, axis), f"{node.op} reduces over this axis")
-                    if node.op == "ReduceMean":  # the statistics of a decomposed LayerNorm / RMSNorm
-                        ctx.label(ctx.axis(x, axis), "normalized")
+                if ctx.size(x, axis) != 1:
+                    self.on_reduced(ctx, ctx.axis(x, axis))
                 continue
             ctx.identity(ctx.axis(x, axis), ctx.axis(y, out_axis))
             out_axis += 1
+
+
+@register(*SUM_LIKE)
+class SumReduceHandler(ReduceHandler):
+    """Y = sum over ``axes`` of X, |X|, X^2 (ReduceL1/L2 take a root after): mask-exact, zeros add nothing."""
+
+
+@register(*INEXACT_REDUCE)
+class InexactReduceHandler(ReduceHandler):
+    """Y = max/min/prod/log-sum(-exp) over ``axes``: a zeroed channel still counts, so not mask-exact."""
+
+    def on_reduced(self, ctx: AnalysisContext, axis: ChannelAxis) -> None:
+        ctx.inexact(axis, f"{ctx.node.op} reduces over this axis")
+
+
+@register("ReduceMean")
+class ReduceMeanHandler(InexactReduceHandler):
+    """Y = mean over ``axes``: not mask-exact (a zeroed channel still counts in the divisor); the reduced axes are
+    labelled ``normalized``, as they are the statistics of a decomposed LayerNorm / RMSNorm."""
+
+    def on_reduced(self, ctx: AnalysisContext, axis: ChannelAxis) -> None:
+        super().on_reduced(ctx, axis)
+        ctx.label(axis, "normalized")
+
+
+@register("ArgMax", "ArgMin")
+class ArgReduceHandler(ReduceHandler):
+    """Y = position of the max/min of X along ``axis`` (an attribute): positions change when entries go, so the
+    reduced axis is blocked."""
+
+    def reduced_axes(self, ctx: AnalysisContext) -> list[int] | None:
+        return [int(ctx.attr("axis", 0))]
+
+    def on_reduced(self, ctx: AnalysisContext, axis: ChannelAxis) -> None:
+        ctx.block(axis, f"{ctx.where()} returns positions along this axis")

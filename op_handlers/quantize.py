@@ -16,9 +16,9 @@ from onnxprune.handlers import AnalysisContext, OpHandler, register
 INTEGER_OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear")
 
 
-@register("QuantizeLinear", "DequantizeLinear")
+@register("QuantizeLinear")
 class QuantizeLinearHandler(OpHandler):
-    """Y = quantise(X) or dequantise(X) with a per-tensor or per-axis scale and zero point."""
+    """Y = saturate(round(X / scale) + zero_point) with a per-tensor or per-axis scale and zero point."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, scale, zero_point, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
@@ -37,15 +37,21 @@ class QuantizeLinearHandler(OpHandler):
             if tensor is not None:
                 ctx.identity(ctx.axis(tensor, 0), axis)
 
+
+@register("DequantizeLinear")
+class DequantizeLinearHandler(QuantizeLinearHandler):
+    """Y = (X - zero_point) * scale, coupled as QuantizeLinear; X may be a quantised weight."""
+
     def weight_inputs(self, node) -> list[int]:
         """A quantised weight (DequantizeLinear of an integer constant) counts for magnitude criteria (its
         integers, without scale: a per-channel scale makes every channel's range look alike)."""
-        return [0] if node.op == "DequantizeLinear" else []
+        return [0]
 
 
 @register(*INTEGER_OPS)
 class IntegerOpHandler(OpHandler):
-    """Integer-arithmetic quantized ops: refused with the reason and what to do instead."""
+    """Y = integer conv/matmul of quantized X and W (QLinearConv, ConvInteger, ...): refused with the reason and
+    what to do instead."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         ctx.block_all(f"quantized op {node.op} is not supported (prune the float model, or a QDQ-format "

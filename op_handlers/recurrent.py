@@ -14,15 +14,17 @@ from onnxprune.handlers import AnalysisContext, OpHandler, OracleContext, Rewrit
 
 
 class RecurrentHandler(OpHandler):
-    """Shared logic; subclasses set the number of gates and which inputs and outputs hold states."""
+    """H_t = f(X_t W^T + H_(t-1) R^T + Wb + Rb), one row block of W, R, B per gate; subclasses set the number of
+    gates and which inputs and outputs hold states and peepholes."""
 
     gates = 1
     state_inputs = (5,)  # initial_h (and initial_c for LSTM)
     state_outputs = (1,)  # Y_h (and Y_c)
+    peephole_input: int | None = None  # LSTM's P[dirs, 3H]
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, w, r, b = ctx.input(0), ctx.input(1), ctx.input(2), ctx.input(3)
-        if ctx.const(w) is None or ctx.const(r) is None:
+        if not ctx.is_constant(w) or not ctx.is_constant(r):
             ctx.block_all(f"{node.op} weights are not constants")
             return
         hidden = int(ctx.attr("hidden_size"))
@@ -35,7 +37,7 @@ class RecurrentHandler(OpHandler):
         if b is not None:
             both = np.arange(2 * self.gates * hidden)
             ctx.couple(unit, ctx.axis(b, 1), both % hidden, both)
-        peephole = ctx.input(7) if self.gates == 4 else None
+        peephole = ctx.input(self.peephole_input) if self.peephole_input is not None else None
         if peephole is not None:
             three = np.arange(3 * hidden)
             ctx.couple(unit, ctx.axis(peephole, 1), three % hidden, three)
@@ -56,7 +58,7 @@ class RecurrentHandler(OpHandler):
         return [1, 2]
 
     def rewrite(self, node, ctx: RewriteContext) -> None:
-        node.attrs["hidden_size"] = ctx.new_size(ctx.input(2), 2)
+        ctx.set_attr("hidden_size", ctx.new_size(ctx.input(2), 2))
 
     def oracle(self, node, ctx: OracleContext) -> None:
         removed = ctx.removed(ctx.input(2), 2)
@@ -72,20 +74,23 @@ class RecurrentHandler(OpHandler):
 
 @register("LSTM")
 class LSTMHandler(RecurrentHandler):
-    """Gates i, o, f, c; B holds Wb and Rb; optional peepholes P[dirs, 3H]; states h and c."""
+    """C_t = f * C_(t-1) + i * c, H_t = o * h(C_t), with gates i, o, f, c from X_t W^T + H_(t-1) R^T + B (and
+    optional peepholes P[dirs, 3H] on C); states h and c."""
 
     gates = 4
     state_inputs = (5, 6)
     state_outputs = (1, 2)
+    peephole_input = 7
 
 
 @register("GRU")
 class GRUHandler(RecurrentHandler):
-    """Gates z, r, h; state h."""
+    """H_t = (1 - z) * h + z * H_(t-1), with gates z, r and candidate h = g(X_t W_h^T + (r * H_(t-1)) R_h^T + B);
+    state h."""
 
     gates = 3
 
 
 @register("RNN")
 class RNNHandler(RecurrentHandler):
-    """One gate; state h."""
+    """H_t = f(X_t W^T + H_(t-1) R^T + Wb + Rb): one gate; state h."""

@@ -23,7 +23,8 @@ class TransposeHandler(OpHandler):
 
 @register("Flatten", "Squeeze", "Unsqueeze")
 class RegroupHandler(OpHandler):
-    """Y holds X's elements in the same order under another shape; sizes follow from X (nothing to rewrite)."""
+    """Y = X.reshape(s) with s implied by the op (Flatten: 2-D at ``axis``; Squeeze/Unsqueeze: drop/add size-1
+    axes): same elements in the same order; sizes follow from X (nothing to rewrite)."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         couple_reshape(ctx, ctx.input(0), ctx.output(0))
@@ -31,7 +32,8 @@ class RegroupHandler(OpHandler):
 
 @register("Reshape")
 class ReshapeHandler(RegroupHandler):
-    """Like Flatten, but the target shape is a tensor: entries that state a pruned size are rewritten."""
+    """Y = X.reshape(target), target a tensor (0 copies X's dim, -1 is inferred): coupled as Flatten; target
+    entries that state a pruned size are rewritten."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         super().analyse(node, ctx)

@@ -18,28 +18,44 @@ def _couple_unchanged(ctx: AnalysisContext, x, y, changed: set[int], why: str) -
             ctx.identity(ctx.axis(x, axis), ctx.axis(y, axis))
 
 
-@register("Resize", "Upsample")
-class ResizeHandler(OpHandler):
-    """Y = resample(X): axes whose input and output sizes agree (scale 1) are the same axis."""
+class _ResampleHandler(OpHandler):
+    """Shared by Resize and Upsample; subclasses say where the scales are and whether sizes can be given."""
+
+    sizes_input: int | None = None
+
+    def scales(self, node, ctx: AnalysisContext) -> list[float] | None:
+        """The scale factors (an empty list when ``sizes`` is given instead), or None when computed at run time."""
+        raise NotImplementedError
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, y = ctx.input(0), ctx.output(0)
         xs, ys = ctx.shape(x), ctx.shape(y)
         changed = {a for a in range(len(xs)) if not (is_static(xs[a]) and xs[a] == ys[a])
                    and (is_static(xs[a]) or is_static(ys[a]))}
-        scales = _scales(node, ctx)
+        scales = self.scales(node, ctx)
         if scales is None:
             ctx.block_all(f"{node.op} scales are computed at run time")
             return
         axes = [int(a) % len(xs) for a in (ctx.attr("axes") or range(len(xs)))]
         changed |= {axis for axis, scale in zip(axes, scales) if scale != 1}  # 12 * 1.06 -> 12 still moves indices
         _couple_unchanged(ctx, x, y, changed, "resizes")
-        sizes = ctx.input(3) if node.op == "Resize" else None
-        if sizes is not None and ctx.const(sizes) is None:
-            ctx.block_all("Resize sizes are computed at run time")
+        sizes = ctx.input(self.sizes_input) if self.sizes_input is not None else None
+        if sizes is not None and not ctx.is_constant(sizes):
+            ctx.block_all(f"{node.op} sizes are computed at run time")
+
+
+@register("Resize")
+class ResizeHandler(_ResampleHandler):
+    """Y = resample(X) to ``sizes`` (input 3) or by ``scales`` (input 1 at opset 10, 2 later): axes whose input
+    and output sizes agree (scale 1) are the same axis; given sizes are rewritten to the pruned ones."""
+
+    sizes_input = 3
+
+    def scales(self, node, ctx: AnalysisContext) -> list[float] | None:
+        return _constant_floats(ctx, ctx.input(2 if ctx.opset() >= 11 else 1))
 
     def rewrite(self, node, ctx: RewriteContext) -> None:
-        sizes = ctx.input(3) if node.op == "Resize" else None
+        sizes = ctx.input(self.sizes_input)
         if sizes is None:
             return
         y = ctx.output(0)
@@ -48,15 +64,21 @@ class ResizeHandler(OpHandler):
         for k, axis in enumerate(axes):
             if len(ctx.removed(y, int(axis) % ctx.rank(y))):
                 values[k] = ctx.new_size(y, int(axis) % ctx.rank(y))
-        ctx.set_input_values(3, values)
+        ctx.set_input_values(self.sizes_input, values)
 
 
-def _scales(node, ctx: AnalysisContext) -> list[float] | None:
-    """The scale factors (an empty list when ``sizes`` is given instead), or None when computed at run time.
-    Resize takes them as input 1 at opset 10 and input 2 later; Upsample as input 1, or attribute before opset 9."""
-    if node.op == "Upsample" and "scales" in node.attrs:
-        return [float(s) for s in node.attrs["scales"]]
-    tensor = ctx.input(2 if node.op == "Resize" and ctx.opset() >= 11 else 1)
+@register("Upsample")
+class UpsampleHandler(_ResampleHandler):
+    """Y = resample(X) by ``scales`` (attribute before opset 9, input 1 after): axes of scale 1 are the same axis."""
+
+    def scales(self, node, ctx: AnalysisContext) -> list[float] | None:
+        if "scales" in node.attrs:
+            return [float(s) for s in ctx.attr("scales")]
+        return _constant_floats(ctx, ctx.input(1))
+
+
+def _constant_floats(ctx: AnalysisContext, tensor) -> list[float] | None:
+    """A small constant's values as floats; [] for an absent input, None when computed at run time."""
     if tensor is None:
         return []
     values = ctx.const(tensor)

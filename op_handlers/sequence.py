@@ -35,7 +35,8 @@ def _readers(node, ctx) -> list[tuple] | None:
 
 @register("SplitToSequence")
 class SplitToSequenceHandler(OpHandler):
-    """The coupling is declared by the SequenceAt readers; this node only checks they are all constant reads."""
+    """S = [X[.., o_k : o_k + s_k, ..] for each part k] along ``axis``: the coupling is declared by the SequenceAt
+    readers; this node only checks they are all constant reads, and rewrites the split sizes."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         if _parts(node, ctx) is None or _readers(node, ctx) is None or int(ctx.attr("keepdims", 1)) == 0:

@@ -8,16 +8,23 @@ from onnxprune.op_handlers.common import is_static, trace_shape_element
 from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, register
 
 
-@register("Shape", "Size")
-class ShapeReadHandler(OpHandler):
-    """Shape(X) is computed at run time, so it follows whatever X becomes: no coupling, no block. Size(X) is a
-    value (an element count, as in a hand-written mean) that pruning any axis changes: not mask-exact."""
+@register("Shape")
+class ShapeHandler(OpHandler):
+    """Y = X.shape[start:end], read at run time, so it follows whatever X becomes: no coupling, no block."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
-        if node.op == "Size":
-            x = ctx.input(0)
-            for axis in range(ctx.rank(x)):
-                ctx.inexact(ctx.axis(x, axis), f"{ctx.where()} counts the elements of this axis")
+        pass
+
+
+@register("Size")
+class SizeHandler(OpHandler):
+    """Y = prod(X.shape), a value (an element count, as in a hand-written mean) that pruning any axis of X
+    changes: every axis of X is not mask-exact."""
+
+    def analyse(self, node, ctx: AnalysisContext) -> None:
+        x = ctx.input(0)
+        for axis in range(ctx.rank(x)):
+            ctx.inexact(ctx.axis(x, axis), f"{ctx.where()} counts the elements of this axis")
 
 
 def _couple_sizes(ctx: AnalysisContext, shape_input, out, positions: dict[int, int]) -> None:
@@ -95,5 +102,5 @@ class GatherHandler(OpHandler):
         for axis in range(n_idx):
             ctx.identity(ctx.axis(indices, axis), ctx.axis(y, gather_axis + axis))
             ctx.nonchannel(ctx.axis(indices, axis))
-        if ctx.const(data) is not None and gather_axis == 0 and rank == 2:
+        if ctx.is_constant(data) and gather_axis == 0 and rank == 2:
             ctx.producer(ctx.axis(data, 1))

@@ -15,7 +15,8 @@ from onnxprune.handlers import AnalysisContext, OpHandler, register
 
 @register("Softmax", "LogSoftmax", "Hardmax")
 class SoftmaxHandler(OpHandler):
-    """Y = normalise(X) over ``axis`` (opset >= 13) or over axes [axis, rank) (older opsets)."""
+    """Y = exp(X) / sum(exp(X)) (LogSoftmax: its log; Hardmax: one-hot of the max) over ``axis`` (opset >= 13) or
+    over axes [axis, rank) (older opsets)."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, y = ctx.input(0), ctx.output(0)

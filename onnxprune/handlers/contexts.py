@@ -143,10 +143,22 @@ class RewriteContext(ShapeView):
         """Sorted indices of the axis that survive."""
         return np.setdiff1d(np.arange(self.old_size(tensor, axis)), self.removed(tensor, axis))
 
+    def set_attr(self, name: str, value) -> None:
+        """Set attribute ``name`` of the node (``group``, ``hidden_size``, ``split``, Slice bounds before opset 10)."""
+        self.node.attrs[name] = value
+
+    def remove_attr(self, name: str) -> None:
+        """Drop attribute ``name`` of the node if it has it (Split's ``num_outputs`` once sizes are given)."""
+        self.node.attrs.pop(name, None)
+
     def set_input_values(self, i: int, values: np.ndarray) -> None:
-        """Give input ``i`` new constant values, as a new tensor so that other users of the old one keep theirs."""
-        old = self.node.inputs[i]
-        self.node.inputs[i] = gs.Constant(fresh_name(self._graph, old.name), np.asarray(values))
+        """Give input ``i`` new constant values, as a new tensor so that other users of the old one keep theirs.
+        An absent optional input is added (empty inputs fill any gap before it)."""
+        inputs = self.node.inputs
+        while len(inputs) <= i:
+            inputs.append(gs.Variable.empty())
+        base = inputs[i].name or f"{self.node.name}_input{i}"
+        inputs[i] = gs.Constant(fresh_name(self._graph, base), np.asarray(values))
 
     def set_shape_value(self, i: int, position: int, value: int) -> None:
         """Set element ``position`` of the 1-D shape-like input ``i`` (Reshape target, Split sizes, Expand shape...).

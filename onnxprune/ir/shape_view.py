@@ -1,7 +1,8 @@
 """Read-only views of one node's tensors: shapes, static sizes, attributes and constant values.
 
 Handlers and shape-value rules read nodes through a ``ShapeView``; shapes of constants come from their
-(possibly lazy, external) values' metadata, so nothing here loads weight bytes except ``const``.
+(possibly lazy, external) values' metadata, so nothing here loads weight bytes except ``const``; ask
+``is_constant`` when only constant-ness matters.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class ShapeView:
         """Static size of one axis, or None if it is dynamic."""
         dim = self.shape(tensor)[axis]
         return dim if isinstance(dim, (int, np.integer)) and dim >= 0 else None
+
+    @staticmethod
+    def is_constant(tensor: gs.Tensor | None) -> bool:
+        """Whether ``tensor`` is a constant (a weight or a folded value); reads no values, so it is the question to
+        ask of weights during analysis."""
+        return isinstance(tensor, gs.Constant)
 
     @staticmethod
     def const(tensor: gs.Tensor | None) -> np.ndarray | None:
