@@ -23,3 +23,7 @@ class ValidationError(OnnxPruneError):
 
 class ProviderError(OnnxPruneError):
     """An onnxruntime execution provider that was asked for does not work on this machine."""
+
+
+class CalibrationError(OnnxPruneError):
+    """Calibration data that cannot be read, or does not fit the model's inputs (names, ranks, sizes, types)."""

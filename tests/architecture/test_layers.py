@@ -22,8 +22,10 @@ LAYERS = [
     ("onnxprune.scoring",),
     ("onnxprune.selection",),
     ("onnxprune.apply",),
+    ("onnxprune.reconstruct",),
     ("onnxprune.validation",),
     ("onnxprune.search",),
+    ("onnxprune.report",),
     ("onnxprune.pipeline",),
     ("onnxprune.cli", "onnxprune.models"),
     ("onnxprune",),  # the package's __init__: the public API over everything
