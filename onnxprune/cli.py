@@ -16,6 +16,7 @@ from onnxprune.analysis.stats import count_macs, count_params, op_support
 from onnxprune.errors import OnnxPruneError
 from onnxprune.pipeline import PruneOptions, format_report, prune_file
 from onnxprune.validation.bench import benchmark
+from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT
 from onnxprune.validation.validate import check_file
 from onnxprune.validation.validate import validate as run_validation
 
@@ -78,6 +79,12 @@ initializer_inputs_option = click.option(
     "--prune-initializer-inputs", "prune_initializer_inputs", flag_value="prune", default="auto",
     help="Prune initializers the model also lists as graph inputs (by default only for IR version < 4, where the "
          "format requires that listing; otherwise they may be overridden at run time and are protected).")
+max_drift_option = click.option(
+    "--max-drift", type=click.FloatRange(0), default=DEFAULT_MAX_DRIFT, show_default=True,
+    help="Plans that are not mask-exact (groups through normalisations) are judged by drift from the original: "
+         "1 - top-1 agreement for [N, classes] outputs, 1 - cosine for others; fail above this.")
+provider_option = click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto",
+                               show_default=True, help="onnxruntime execution provider (cuda must work here).")
 input_shape_option = click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1xD2x...",
                                   help="Fix a graph input's shape (repeatable).")
 
@@ -172,7 +179,8 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
 @click.option("--plan", "plan_path", type=click.Path(dir_okay=False), default=None,
               help="Write the plan JSON (groups, removed indices, kept indices per initializer).")
 @click.option("--no-validate", is_flag=True, help="Skip the output comparison (checker and onnxruntime still run).")
-@click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@provider_option
+@max_drift_option
 @click.option("--heads-ratio", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Remove this fraction of whole attention heads (other groups use --ratio).")
 @click.option("--no-hidden", is_flag=True, help="Keep a transformer's residual hidden width (groups through norms).")
@@ -182,7 +190,7 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
 def prune(input_path: str, output_path: str, ratio: float, criterion: str, global_ranking: bool,
           round_to: int | None, max_ratio: float, ignore: tuple[str, ...], calib: str | None,
           input_shapes: tuple[str, ...], target_macs: float | None, target_params: float | None, seed: int,
-          report_path: str | None, plan_path: str | None, no_validate: bool, provider: str,
+          report_path: str | None, plan_path: str | None, no_validate: bool, provider: str, max_drift: float,
           heads_ratio: float | None, no_hidden: bool, factor_policy: str, prune_initializer_inputs: str) -> None:
     """Prune INPUT into OUTPUT (written atomically; INPUT is never touched), validate and summarise."""
     options = PruneOptions(ratio=ratio, criterion=criterion, global_ranking=global_ranking, round_to=round_to,
@@ -190,12 +198,14 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
                            input_shapes=parse_input_shapes(input_shapes), target_macs=target_macs,
                            target_params=target_params, seed=seed, validate=not no_validate, provider=provider,
                            factor_policy=factor_policy, heads_ratio=heads_ratio, no_hidden=no_hidden,
-                           initializer_inputs=prune_initializer_inputs)
+                           initializer_inputs=prune_initializer_inputs, max_drift=max_drift)
     report = prune_file(input_path, output_path, options, report_path=report_path, plan_path=plan_path,
                         progress=_progress())
     click.echo(format_report(report))
     if report["validation"].get("passed") is False:
-        click.echo("onnxprune: validation failed: the pruned model does not match the mask oracle", err=True)
+        why = ("the pruned model does not match the mask oracle" if report["validation"]["oracle"] else
+               "the pruned model drifts from the original more than --max-drift allows")
+        click.echo(f"onnxprune: validation failed: {why}", err=True)
         sys.exit(1)
 
 
@@ -204,25 +214,32 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
 @click.argument("pruned", type=click.Path(exists=True, dir_okay=False))
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The plan JSON written by `prune --plan` (needed for --oracle).")
-@click.option("--oracle", is_flag=True, help="Compare with the original whose pruned channels are zeroed.")
+@click.option("--oracle", is_flag=True, help="Check against the original whose pruned channels are zeroed (needs "
+              "--plan; plans that are not mask-exact are judged by drift instead, and the report says so).")
 @click.option("--calib", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Inputs: .npz with arrays named like the model inputs (default: random).")
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Tolerance relative to max |output|.")
 @click.option("--atol", type=float, default=None, help="Absolute tolerance (overrides --rtol).")
+@max_drift_option
+@click.option("--batch", type=click.IntRange(1), default=None,
+              help="Random samples to compare on (default 2 for the oracle, 16 for drift); --calib overrides.")
+@provider_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @clean_errors
 def validate(original: str, pruned: str, plan_path: str | None, oracle: bool, calib: str | None, rtol: float,
-             atol: float | None, as_json: bool) -> None:
-    """Check PRUNED (checker, onnxruntime) and compare its outputs with ORIGINAL; exit 0 only when it passes."""
+             atol: float | None, max_drift: float, batch: int | None, provider: str, as_json: bool) -> None:
+    """Check PRUNED (checker, onnxruntime) and compare its outputs with ORIGINAL: by drift, or with --oracle and
+    the plan against the mask oracle; exit 0 only when it passes."""
     check_file(pruned)
-    report = run_validation(original, pruned, plan=plan_path, oracle=oracle, calib=calib, rtol=rtol, atol=atol)
+    report = run_validation(original, pruned, plan=plan_path, oracle=oracle, calib=calib, rtol=rtol, atol=atol,
+                            max_drift=max_drift, batch=batch, provider=provider)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
     sys.exit(0 if report.passed else 1)
 
 
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@provider_option
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--runs", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=10, show_default=True)
@@ -246,7 +263,7 @@ def bench(models: tuple[str, ...], provider: str, batch: int, runs: int, warmup:
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help="Where to write the models (default: a temporary directory).")
 @click.option("--runs", type=click.IntRange(1), default=30, show_default=True)
-@click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True)
+@provider_option
 @clean_errors
 def demo(model_name: str, size: int, ratio: float, out_dir: str | None, runs: int, provider: str) -> None:
     """Export a model from models/ (torch needed), prune it, validate, benchmark and print the report."""

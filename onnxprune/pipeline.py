@@ -1,4 +1,6 @@
-"""The prune job end to end: analyse, score, select, prune, validate, save, report. The CLI's ``prune`` and
+"""The prune job end to end: analyse, plan (score, select), apply, check (checker and onnxruntime), validate (the
+mask oracle for mask-exact plans, drift from the original otherwise), save, report; each stage is one call and none
+checks or saves as a side effect of another. The CLI's ``prune`` and
 ``demo`` commands are thin layers over ``prune_file``."""
 
 from __future__ import annotations
@@ -10,17 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onnxprune.analysis import AnalysisOptions, DependencyGraph, analyse_model
 from onnxprune.analysis.stats import count_macs, count_params
 from onnxprune.apply import apply_plan
-from onnxprune.data.calibration import calibration_batches
 from onnxprune.errors import OnnxPruneError
 from onnxprune.ir.export import export_graph
 from onnxprune.ir.saving import save_model
+from onnxprune.runtime import available_provider
 from onnxprune.search import plan_pruning
-from onnxprune.selection import SelectionOptions
+from onnxprune.selection import PlanSettings, SelectionOptions
 from onnxprune.validation.checks import check_model
-from onnxprune.validation.oracle import compare, masked_model
+from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT, Comparison
+from onnxprune.validation.validate import validate_plan
 
 
 @dataclass
@@ -44,6 +46,13 @@ class PruneOptions:
     initializer_inputs: str = "auto"  # 'auto' | 'protect' | 'prune' (see onnxprune.loading.load)
     heads_ratio: float | None = None  # prune whole attention heads at this ratio (analysis policy 'leading')
     no_hidden: bool = False  # keep the hidden (residual) width: skip groups through LayerNorm/RMSNorm
+    max_drift: float = DEFAULT_MAX_DRIFT  # plans that are not mask-exact: allowed drift from the original
+
+    def settings(self) -> PlanSettings:
+        """The analysis settings these options stand for (recorded in the plan, so validate can re-analyse)."""
+        return PlanSettings(factor_policy=self.analysis_policy, input_shapes=dict(self.input_shapes),
+                            initializer_inputs=self.initializer_inputs, heads_ratio=self.heads_ratio,
+                            no_hidden=self.no_hidden)
 
     @property
     def analysis_policy(self) -> str:
@@ -60,17 +69,6 @@ def check_output_path(source: str | os.PathLike, output: str | os.PathLike) -> N
         raise OnnxPruneError(f"output directory {out.parent} does not exist")
 
 
-def _validate(dg: DependencyGraph, plan: dict, pruned, calib, provider: str) -> dict:
-    exact = all(dg.group(gid).exact for gid in plan)
-    reference = masked_model(dg, plan) if exact else export_graph(dg.graph, dg.loaded)
-    feeds = calibration_batches(reference, calib, batch_size=2, samples=2)[0] if calib else None
-    report = compare(reference, pruned, feeds=feeds)
-    return {"passed": bool(report.passed) if exact else True, "max_abs_diff": report.max_abs_diff,
-            "oracle": exact, "tolerance": report.tolerance,
-            "note": "pruned == original with removed channels zeroed" if exact else
-                    "groups through normalisations are not mask-exact: max_abs_diff is the output drift"}
-
-
 def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: PruneOptions,
                report_path: str | None = None, plan_path: str | None = None,
                progress: Callable[[str], None] = lambda message: None) -> dict:
@@ -81,24 +79,26 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
     for extra in (report_path, plan_path):
         if extra and not Path(extra).parent.is_dir():
             raise OnnxPruneError(f"directory {Path(extra).parent} of {extra} does not exist")
-    dg = analyse_model(source, input_shapes=options.input_shapes or None,
-                       options=AnalysisOptions(factor_policy=options.analysis_policy),
-                       initializer_inputs=options.initializer_inputs)
+    provider = available_provider(options.provider) if options.validate else None  # fails before any work
+    settings = options.settings()
+    dg = settings.analyse(source)
     progress(f"analysed {source}: {len(dg.channel_groups())} channel groups, {len(dg.prunable_groups())} "
              f"prunable; scoring with '{options.criterion}'")
     selection = SelectionOptions(ratio=options.ratio, global_ranking=options.global_ranking,
                                  max_ratio=options.max_ratio, round_to=options.round_to, ignore=options.ignore,
                                  target_macs=options.target_macs, target_params=options.target_params,
                                  seed=options.seed, heads_ratio=options.heads_ratio, no_hidden=options.no_hidden)
-    plan = plan_pruning(dg, options.criterion, selection, calib=options.calib)
+    plan = plan_pruning(dg, options.criterion, selection, calib=options.calib).bind(dg, settings)
     progress(f"pruning {len(plan.groups)} groups")
     result = apply_plan(dg, plan.groups)
     check_model(result.exported, original=lambda: export_graph(dg.graph, dg.loaded))
     validation = {"passed": None, "max_abs_diff": None, "oracle": False, "skipped": True}
     if options.validate and plan.groups:
-        progress("validating against the mask oracle" if all(dg.group(g).exact for g in plan.groups)
-                 else "validating (output drift)")
-        validation = _validate(dg, plan.groups, result.exported, options.calib, options.provider)
+        progress(f"validating on {provider}: " + ("against the mask oracle" if plan.exact else
+                                                          "output drift from the original (not mask-exact)"))
+        validation = validate_plan(plan, result.exported, options.calib, provider=options.provider,
+                                   max_drift=options.max_drift).to_dict()
+        validation["skipped"] = False
     save_model(result.exported, output, source=source)
     pruned_graph = result.graph
     report = {
@@ -110,10 +110,11 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
         "channels_removed": int(sum(len(units) for units in plan.groups.values())),
         "validation": validation, "notes": plan.notes, "seconds": round(time.perf_counter() - start, 3),
     }
-    for path, payload in ((report_path, report), (plan_path, plan.to_dict(dg) if plan_path else None)):
-        if path:
-            with open(path, "w") as f:
-                json.dump(payload, f, indent=2)
+    if report_path:
+        with open(report_path, "w") as f:
+            json.dump(report, f, indent=2)
+    if plan_path:
+        plan.save(plan_path)
     return report
 
 
@@ -121,12 +122,7 @@ def format_report(report: dict) -> str:
     """The short human summary printed after pruning."""
     macs, params, groups = report["macs"], report["params"], report["groups"]
     validation = report["validation"]
-    if validation.get("skipped"):
-        check = "skipped"
-    else:
-        kind = "mask oracle" if validation["oracle"] else "output drift"
-        check = (f"{'PASSED' if validation['passed'] else 'FAILED'} ({kind}, max abs diff "
-                 f"{validation['max_abs_diff']:.2e})")
+    check = "skipped" if validation.get("skipped") else Comparison.from_dict(validation).summary()
     return "\n".join([
         f"pruned {report['input']} -> {report['output']} ({report['criterion']}, ratio {report['ratio']:.2f})",
         f"  MACs    {macs['before']:>14,} -> {macs['after']:>14,}  ({macs['after'] / max(macs['before'], 1):.1%})",

@@ -1,22 +1,21 @@
 """The mask oracle (DESIGN.md section 4): the original model with the plan's channels zeroed where they are
-produced. For mask-exact groups the pruned model must compute the same outputs."""
+produced. For mask-exact groups the pruned model must compute the same outputs; ``compare`` (from
+``onnxprune.validation.comparison``, re-exported here for callers that check against the oracle) judges that."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.analysis import DependencyGraph
 from onnxprune.axes import ChannelAxis
-from onnxprune.errors import ValidationError
 from onnxprune.handlers import OracleContext, handler_for
 from onnxprune.ir.export import ExportedModel, export_graph
 from onnxprune.ir.graph import copy_graph
-from onnxprune.runtime import ModelSource, make_session, random_inputs
+from onnxprune.validation.comparison import Comparison, compare, max_abs_diff
 
 
 def masked_model(dg: DependencyGraph, plan: dict[int, Iterable[int]]) -> ExportedModel:
@@ -68,51 +67,4 @@ def _mask_node(name: str, tensor: gs.Variable, masked: gs.Variable, keep: np.nda
     return gs.Node("Mul", name=f"{name}__mask", inputs=[tensor, factor], outputs=[masked])
 
 
-@dataclass
-class OracleReport:
-    """Comparison of the pruned model with the masked original."""
-
-    passed: bool
-    max_abs_diff: float
-    scale: float
-    tolerance: float
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return {"passed": self.passed, "max_abs_diff": self.max_abs_diff, "scale": self.scale,
-                "tolerance": self.tolerance}
-
-
-def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | None = None,
-            rtol: float = 1e-4, batch: int = 2, seed: int = 0) -> OracleReport:
-    """Run both models on the same inputs (onnxruntime fusions off, see ``make_session``); pass when
-    max |diff| <= rtol * max(1, max |reference|). ValidationError when either model fails to run."""
-    try:
-        ref_session = make_session(reference, "cpu", fuse=False)
-        feeds = feeds or random_inputs(ref_session, batch=batch, seed=seed)
-        ref = ref_session.run(None, feeds)
-    except Exception as exc:
-        raise ValidationError(f"onnxruntime cannot run the original model: {exc}") from None
-    try:
-        got = make_session(candidate, "cpu", fuse=False).run(None, feeds)
-    except Exception as exc:
-        raise ValidationError(f"onnxruntime cannot run the pruned model although it runs the original (please "
-                              f"report this as a bug): {exc}") from None
-    diff = max((max_abs_diff(r, g) for r, g in zip(ref, got)), default=0.0)
-    scale = max((float(np.max(np.abs(r[np.isfinite(r)]), initial=0.0)) for r in ref), default=0.0)
-    tolerance = rtol * max(1.0, scale)
-    return OracleReport(passed=bool(diff <= tolerance), max_abs_diff=diff, scale=scale, tolerance=tolerance)
-
-
-def max_abs_diff(ref: np.ndarray, got: np.ndarray) -> float:
-    """max |ref - got|, where NaN and infinite entries must match exactly (a weight holding inf or NaN gives the
-    same non-finite outputs in both models); inf when they do not, or when the shapes differ."""
-    if ref.shape != got.shape:
-        return float("inf")
-    if not np.issubdtype(ref.dtype, np.floating):
-        return float(np.max(np.abs(ref.astype(np.float64) - got), initial=0.0))
-    finite = np.isfinite(ref)
-    same = (np.isnan(ref) & np.isnan(got)) | (~finite & (ref == got))
-    if not np.all(finite | same) or not np.all(np.isfinite(got[finite])):
-        return float("inf")
-    return float(np.max(np.abs(ref[finite].astype(np.float64) - got[finite]), initial=0.0))
+__all__ = ["Comparison", "compare", "masked_model", "max_abs_diff"]
