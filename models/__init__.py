@@ -27,10 +27,10 @@ import onnx
 import torch
 from torch import nn
 
-from . import cnn, mobile, norm, recurrent, transformers
+from . import cnn, mobile, norm, real_width, recurrent, transformers
 
 __all__ = ["ModelSpec", "ZOO", "ExportError", "export", "export_variants", "export_all", "deep_spec", "resnet50_spec",
-           "EXPORTERS"]
+           "real_width_spec", "REAL_WIDTH", "EXPORTERS"]
 
 EXPORTERS = ("torchscript", "dynamo")
 TORCHSCRIPT_OPSET = 17
@@ -139,6 +139,28 @@ def resnet50_spec(size: int = 224) -> ModelSpec:
     return ModelSpec(f"resnet50_{size}", _builder(cnn.ResNet50Like), inputs, ("x",),
                      {"x": {0: "batch"}, "output": {0: "batch"}}, "cnn",
                      description="ResNet-50 shape, bottlenecks [3, 4, 6, 3], widths 64-2048")
+
+
+REAL_WIDTH = ("resnet50", "densenet121", "vit_b16", "vgg16")
+
+
+def real_width_spec(name: str, size: int = 224) -> ModelSpec:
+    """Spec of a classic architecture at real widths (``models.real_width``; random weights, batch 1, ``size`` x
+    ``size`` images, dynamic batch): one of ``REAL_WIDTH``. For benchmarks, not in ZOO. ViT-B/16 takes 224 only."""
+    if name == "resnet50":
+        return resnet50_spec(size)
+    ctors = {"densenet121": (real_width.DenseNet121, "cnn", "DenseNet-121: growth 32, blocks [6, 12, 24, 16]"),
+             "vgg16": (real_width.VGG16, "cnn", "VGG-16 (configuration D, no BN), classifier 25088-4096-4096-1000"),
+             "vit_b16": (real_width.vit_b16, "transformer", "ViT-B/16: width 768, 12 heads, MLP 3072, 12 blocks")}
+    if name not in ctors:
+        raise KeyError(f"unknown real-width model {name!r}; known: {', '.join(REAL_WIDTH)}")
+    ctor, kind, description = ctors[name]
+
+    def inputs(batch: int = 1) -> tuple[torch.Tensor, ...]:
+        return (torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch)),)
+
+    return ModelSpec(f"{name}_{size}", _builder(ctor), inputs, ("x",), {"x": {0: "batch"}, "output": {0: "batch"}},
+                     kind, description=description)
 
 
 def _token_inputs(names: tuple[str, ...]) -> Callable[..., tuple[torch.Tensor, ...]]:
