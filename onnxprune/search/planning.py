@@ -1,15 +1,30 @@
 """Planning: score the groups, select units, back off from groups the handlers cannot rewrite, and for
-MACs/params targets search the ratio by bisection, measuring each candidate's pruned graph."""
+MACs/params targets search the ratio by bisection, measuring each candidate's pruned graph.
+
+With ``allocate="sensitivity"`` the ratios differ per group: each group's damage is measured on calibration data
+(``onnxprune.search.sensitivity``), the greedy allocation orders the steps (``onnxprune.search.allocation``), and
+the number of steps is searched for the MACs budget: ``target_macs``, or without one the MACs that the uniform
+``ratio`` would leave (the same budget, spent where it hurts least). ``plan_for_target`` searches the most pruning
+that keeps an accuracy target on held-out calibration data (``onnxprune.search.targets``).
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from onnxprune.analysis.stats import count_macs, count_params
 from onnxprune.apply import apply_plan
+from onnxprune.data.calibration import Feeds, calibration_batches
 from onnxprune.errors import PruneError
-from onnxprune.scoring import ImportanceOptions, compute_importance
+from onnxprune.ir.export import export_graph
+from onnxprune.scoring import DATA_CRITERIA, ImportanceOptions, Scores, compute_importance
+from onnxprune.search.allocation import allocate as greedy_allocation
+from onnxprune.search.evaluate import Evaluator, Refine, split_batches
+from onnxprune.search.metrics import AccuracyTarget
+from onnxprune.search.sensitivity import DEFAULT_RATIOS, measure_sensitivity
+from onnxprune.search.targets import TargetResult, allocation_ladder, ratio_ladder, search_accuracy, search_macs
 from onnxprune.selection.plan import Plan
 from onnxprune.selection.select import SelectionOptions, select
 
@@ -66,13 +81,138 @@ def _search_ratio(dg, scores, options: SelectionOptions, notes: list[str]) -> tu
     return hi, best
 
 
+ALLOCATIONS = ("uniform", "sensitivity")
+OPTIMIZE = ("macs", "latency")
+TIMING_RUNS = 10  # runs per candidate when optimising measured latency (median taken)
+
+
+def _importance(criterion: str | ImportanceOptions, options: SelectionOptions) -> ImportanceOptions:
+    if isinstance(criterion, ImportanceOptions):
+        return criterion
+    return ImportanceOptions(criterion=criterion, seed=options.seed)
+
+
+def calibration_feeds(dg, calib, importance: ImportanceOptions) -> list[Feeds]:
+    """``calib`` as a list of feed dicts (batches of ``importance.batch_size``); a list is taken as batches."""
+    if isinstance(calib, list):
+        return calib
+    return calibration_batches(export_graph(dg.graph, dg.loaded), calib, batch_size=importance.batch_size,
+                               samples=importance.samples, seed=importance.seed)
+
+
+def _check_choices(allocate: str, optimize: str) -> None:
+    if allocate not in ALLOCATIONS:
+        raise ValueError(f"unknown allocation {allocate!r}; choose from {', '.join(ALLOCATIONS)}")
+    if optimize not in OPTIMIZE:
+        raise ValueError(f"unknown optimisation {optimize!r}; choose from {', '.join(OPTIMIZE)}")
+
+
+def _prunable_scores(dg, scores: Scores, options: SelectionOptions, notes: list[str]) -> Scores:
+    """Scores without the groups whose widest selection the handlers cannot rewrite (noted)."""
+    widest = select(dg, scores, replace(options, ratio=min(options.max_ratio, 0.99), target_macs=None,
+                                        target_params=None, group_ratios=None))
+    kept = drop_failing_groups(dg, widest, notes)
+    out = Scores({g: v for g, v in scores.items() if g not in set(widest) - set(kept)})
+    out.notes = scores.notes
+    return out
+
+
+def _removed_fraction(dg, groups: dict[int, list[int]], scores) -> float:
+    total = sum(dg.group(g).size for g in scores)
+    return sum(len(u) for u in groups.values()) / total if total else 0.0
+
+
+def sensitivity_ladder(dg, scores: Scores, options: SelectionOptions, batches: list[Feeds], refine: Refine | None,
+                       optimize: str, ratios: Iterable[float], notes: list[str],
+                       progress: Callable[[str], None] = lambda message: None):
+    """Measure every group's sensitivity on ``batches``, allocate greedily by ``optimize`` ('macs' or 'latency')
+    and return the allocation ladder (see ``onnxprune.search.targets``) and the allocation."""
+    evaluator = Evaluator(dg, batches, refine=refine, timing_runs=TIMING_RUNS if optimize == "latency" else 0)
+    curves = measure_sensitivity(dg, scores, evaluator, ratios, options, progress)
+    notes.extend(f"group {g}: {c.note}" for g, c in sorted(curves.items()) if c.note)
+    allocation = greedy_allocation(curves, evaluator.original, optimize)
+    notes.append(f"sensitivity: {evaluator.calls} candidates measured on {len(batches)} calibration batches, "
+                 f"{len(allocation.steps)} allocation steps by {optimize}")
+    return allocation_ladder(dg, scores, allocation, options), allocation
+
+
 def plan_pruning(dg, criterion: str | ImportanceOptions = "l2", options: SelectionOptions | None = None,
-                 calib=None) -> Plan:
+                 calib=None, *, allocate: str = "uniform", optimize: str = "macs", refine: Refine | None = None,
+                 sensitivity_ratios: Iterable[float] = DEFAULT_RATIOS,
+                 progress: Callable[[str], None] = lambda message: None) -> Plan:
     """Score the prunable groups by ``criterion`` (a name or ImportanceOptions), select units by ``options`` and
-    return the Plan. ``calib``: calibration data for data-driven criteria (see ``compute_importance``)."""
+    return the Plan. ``calib``: calibration data (see ``compute_importance``; a list is taken as batches).
+
+    ``allocate="sensitivity"``: per-group ratios from measured sensitivity (module doc), ordered by MACs or, with
+    ``optimize="latency"``, by measured latency saved; ``refine`` (e.g. reconstruction) runs on every measured
+    candidate; ``sensitivity_ratios``: the ratios each group is measured at."""
     options = options or SelectionOptions()
-    importance = criterion if isinstance(criterion, ImportanceOptions) else ImportanceOptions(
-        criterion=criterion, seed=options.seed)
+    _check_choices(allocate, optimize)
+    if allocate == "uniform":
+        return _plan_uniform(dg, criterion, options, calib)
+    if options.target_params is not None:
+        raise ValueError("sensitivity allocation searches a MACs budget; target_params is not supported with it")
+    importance = _importance(criterion, options)
+    batches = calibration_feeds(dg, calib, importance)
+    scores = compute_importance(dg, importance, calib=batches)
+    notes = [f"group {gid}: {note}" for gid, note in sorted(scores.notes.items())]
+    scores = _prunable_scores(dg, scores, options, notes)
+    ladder, _ = sensitivity_ladder(dg, scores, options, batches, refine, optimize, sensitivity_ratios, notes,
+                                   progress)
+    if not ladder.levels:
+        notes.append("sensitivity: no group could be measured; nothing pruned")
+        return Plan(groups={}, criterion=importance.criterion, ratio=0.0, scores=scores, notes=notes)
+    before = count_macs(dg.graph)
+    if options.target_macs is not None:
+        fraction = options.target_macs
+    else:  # the budget the uniform ratio would spend
+        fraction = measure(dg, drop_failing_groups(dg, select(dg, scores, options), []))[0] / max(before, 1)
+    rung, groups, macs = search_macs(dg, ladder, fraction)
+    groups = drop_failing_groups(dg, groups, notes)
+    if macs > fraction * before:
+        notes.append(f"target not reached: sensitivity allocation keeps {macs / max(before, 1):.1%} of the MACs "
+                     f"at most (wanted {fraction:.1%})")
+    ratios = ladder.ratios(rung) or {}
+    notes.append(f"sensitivity allocation: {int(ladder.levels[rung])} steps, MACs {macs / max(before, 1):.1%}; "
+                 "per-group ratios " + ", ".join(f"{g}: {r:g}" for g, r in sorted(ratios.items())))
+    return Plan(groups=groups, criterion=importance.criterion, ratio=_removed_fraction(dg, groups, scores),
+                scores=scores, notes=notes)
+
+
+def plan_for_target(dg, target: AccuracyTarget, criterion: str | ImportanceOptions = "l2",
+                    options: SelectionOptions | None = None, calib=None, *, allocate: str = "uniform",
+                    optimize: str = "macs", refine: Refine | None = None, held_out: float = 0.25,
+                    sensitivity_ratios: Iterable[float] = DEFAULT_RATIOS,
+                    progress: Callable[[str], None] = lambda message: None) -> tuple[Plan, TargetResult]:
+    """The most pruning whose outputs on held-out calibration data meet ``target``: (Plan, TargetResult).
+
+    The calibration batches are split (``split_batches``: the last ``held_out`` fraction is held out); importance
+    and sensitivity use the rest, and every candidate of the search is measured on the held-out part only. The
+    global level searched is the uniform ratio (``allocate="uniform"``) or the number of sensitivity-allocation
+    steps. When even the smallest step misses, ``TargetResult.reached`` is False and the Plan is empty (the CLI
+    exits 1). ``options.target_macs`` / ``target_params`` are ignored here."""
+    options = options or SelectionOptions()
+    _check_choices(allocate, optimize)
+    importance = _importance(criterion, options)
+    fit, held = split_batches(calibration_feeds(dg, calib, importance), held_out)
+    scores = compute_importance(dg, importance, calib=fit if importance.criterion in DATA_CRITERIA else None)
+    notes = [f"group {gid}: {note}" for gid, note in sorted(scores.notes.items())]
+    scores = _prunable_scores(dg, scores, options, notes)
+    if allocate == "sensitivity":
+        ladder, _ = sensitivity_ladder(dg, scores, options, fit, refine, optimize, sensitivity_ratios, notes,
+                                       progress)
+    else:
+        ladder = ratio_ladder(dg, scores, options)
+    evaluator = Evaluator(dg, held, refine=refine, timing_runs=TIMING_RUNS if optimize == "latency" else 0)
+    result = search_accuracy(ladder, evaluator, target, progress)
+    notes.append(result.message)
+    ratio = result.level if ladder.name == "ratio" else _removed_fraction(dg, result.groups, scores)
+    return Plan(groups=result.groups, criterion=importance.criterion, ratio=ratio, scores=scores,
+                notes=notes), result
+
+
+def _plan_uniform(dg, criterion, options: SelectionOptions, calib) -> Plan:
+    importance = _importance(criterion, options)
     scores = compute_importance(dg, importance, calib=calib)
     notes = [f"group {gid}: {note}" for gid, note in sorted(scores.notes.items())]
     if options.target_macs is not None or options.target_params is not None:

@@ -38,6 +38,9 @@ class SelectionOptions:
         analysis with factor_policy 'leading' finds), instead of ``ratio``, locally and without ``round_to``;
         None: head groups are treated like the others.
     no_hidden: leave hidden-size groups whole (see ``is_hidden``: a transformer's residual width).
+    group_ratios: {group id: ratio} for groups that get their own ratio (locally, as ``ratio`` would be applied;
+        ``max_ratio``, ``round_to`` and ignores still hold); they stay out of the global ranking. Sensitivity
+        allocation (``onnxprune.search.allocation``) fills it; groups not listed get ``ratio``.
     """
 
     ratio: float = 0.5
@@ -52,9 +55,13 @@ class SelectionOptions:
     speed_multiples: bool = True
     heads_ratio: float | None = None
     no_hidden: bool = False
+    group_ratios: dict[int, float] | None = None
 
     def __post_init__(self) -> None:
         self.ignore = tuple(self.ignore)
+        for gid, value in (self.group_ratios or {}).items():
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"group {gid}: ratio must be in [0, 1), got {value}")
         if not 0.0 <= self.ratio < 1.0:
             raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
         if self.heads_ratio is not None and not 0.0 <= self.heads_ratio < 1.0:
@@ -129,9 +136,11 @@ def select(dg, scores: dict[int, np.ndarray], options: SelectionOptions | None =
     if options.no_hidden:
         skip |= {g for g in scores if is_hidden(dg.group(g))}
     candidates = [g for g in scores if g not in skip and dg.group(g).prunable and dg.group(g).size > 1]
-    heads = {g for g in candidates if options.heads_ratio is not None and is_heads(dg.group(g))}
+    own = options.group_ratios or {}
+    head_units = {g for g in candidates if options.heads_ratio is not None and is_heads(dg.group(g))}
+    heads = head_units - set(own)  # head groups at heads_ratio
     wanted: dict[int, int | None] = dict.fromkeys(candidates)
-    ranked = [g for g in candidates if g not in heads]  # head groups keep their own (local) heads_ratio
+    ranked = [g for g in candidates if g not in heads and g not in own]  # these keep their own (local) ratio
     if options.global_ranking and ranked:
         total = sum(dg.group(g).size for g in ranked)
         n_total = total - int(total * (1 - options.ratio))
@@ -146,8 +155,8 @@ def select(dg, scores: dict[int, np.ndarray], options: SelectionOptions | None =
         size, round_to = group.size, options.round_to or 1
         if options.speed_multiples and group.multiple > 1 and size >= 2 * group.multiple:
             round_to = math.lcm(round_to, group.multiple)
-        ratio = options.heads_ratio if gid in heads else options.ratio
-        if gid in heads:  # a unit is a whole head: round_to counts channels, not heads
+        ratio = own.get(gid, options.heads_ratio if gid in heads else options.ratio)
+        if gid in head_units:  # a unit is a whole head: round_to counts channels, not heads
             round_to = 1
         n = units_to_remove(size, ratio, options.max_ratio, round_to, wanted[gid])
         if n:
