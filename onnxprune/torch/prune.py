@@ -1,0 +1,285 @@
+"""Slice a torch module's parameters and buffers in place the way an ONNX plan sliced the initializers, and update
+the attributes that hold sizes (``out_channels``, ``num_features``, ``hidden_size``, ``num_heads``, ...) so the
+module runs and exports again."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping as MappingType
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_graphsurgeon as gs
+import torch
+from torch import nn
+
+from onnxprune.analysis import DependencyGraph, analyse_model
+from onnxprune.axes import ChannelAxis
+from onnxprune.selection import Plan, read_plan_json
+from onnxprune.torch.mapping import Locator, Mapping, TorchMappingError
+
+# Attribute names of attention modules (ours, transformers') holding head counts, head sizes and their products,
+# with the names of the child projection whose output rows are heads x head_dim.
+_HEADS = ("num_heads", "num_attention_heads", "n_head")
+_KV_HEADS = ("num_kv_heads", "num_key_value_heads")
+_HEAD_DIM = ("head_dim", "attention_head_size")
+_Q = ("q", "q_proj", "query")
+_K = ("k", "k_proj", "key")
+
+
+@dataclass
+class TorchPruneResult:
+    """What ``apply_plan`` did to the torch module: ``sliced`` {tensor: (old shape, new shape)}, ``mappings``
+    (how each pruned initializer was found), ``attributes`` {module: {attribute: (old, new)}}, ``skipped``
+    (initializers torch does not hold: exporter-made constants)."""
+
+    sliced: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
+    mappings: list[Mapping] = field(default_factory=list)
+    attributes: dict[str, dict[str, tuple]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def folded_bn(self) -> dict[str, str]:
+        """{conv module: BatchNorm module folded into it by the exporter}."""
+        return {m.module: m.folded_bn for m in self.mappings if m.folded_bn}
+
+    def summary(self) -> str:
+        """Human-readable lines: one per sliced tensor and per changed attribute."""
+        lines = [f"{name}: {old} -> {new}" for name, (old, new) in sorted(self.sliced.items())]
+        for module, attrs in sorted(self.attributes.items()):
+            lines += [f"{module or '<root>'}.{attr}: {a} -> {b}" for attr, (a, b) in sorted(attrs.items())]
+        lines += [f"BatchNorm {bn} was folded into {conv}: sliced with it" for conv, bn in self.folded_bn.items()]
+        lines += [f"{name}: exporter constant, nothing to slice" for name in self.skipped]
+        return "\n".join(lines)
+
+
+def apply_removed(module: nn.Module, dg: DependencyGraph, removed: MappingType[ChannelAxis, np.ndarray] |
+                  MappingType[str, MappingType[int, np.ndarray]]) -> TorchPruneResult:
+    """Slice ``module`` in place: ``dg`` is the analysis of the ONNX model exported from it, ``removed`` the
+    removed indices per axis (``dg.resolve(plan.groups)``: {ChannelAxis: indices}, activations ignored) or per
+    initializer ({name: {axis: indices}}). TorchMappingError names an initializer that matches nothing."""
+    per_init: dict[str, dict[int, np.ndarray]] = {}
+    for key, value in removed.items():
+        if isinstance(key, ChannelAxis):
+            if isinstance(dg.tensors.get(key.tensor), gs.Constant) and len(value):
+                per_init.setdefault(key.tensor, {})[key.axis] = np.asarray(value, dtype=np.int64)
+        else:
+            for axis, idx in value.items():
+                if len(idx):
+                    per_init.setdefault(key, {})[int(axis)] = np.asarray(idx, dtype=np.int64)
+    locator = Locator(module, dg)
+    result = TorchPruneResult()
+    cuts: dict[str, dict[int, np.ndarray]] = {}
+    origin: dict[tuple[str, int], str] = {}
+    hints: dict[str, int] = {}
+    for name in sorted(per_init):
+        axes = per_init[name]
+        if name not in dg.tensors or not isinstance(dg.tensors[name], gs.Constant):
+            raise TorchMappingError(f"'{name}' is not an initializer of the analysed model")
+        mapping = locator.locate(name, sorted(axes))
+        result.mappings.append(mapping)
+        if mapping.exporter_constant:
+            result.skipped.append(name)
+            shape = dg.tensors[name].shape
+            if mapping.module is not None and len(axes) == 1:
+                (axis, idx), = axes.items()
+                hints[mapping.module] = int(shape[axis]) - len(idx)
+            continue
+        for axis, idx in axes.items():
+            if axis not in mapping.axes:
+                raise TorchMappingError(f"initializer '{name}' is pruned on axis {axis}, which its torch "
+                                        f"counterpart ({mapping.how}) does not have")
+            for lo, hi, target in mapping.axes[axis]:
+                part = target.index(idx[(idx >= lo) & (idx < hi)] - lo)
+                key = (target.name, target.axis)
+                previous = cuts.setdefault(target.name, {}).get(target.axis)
+                if previous is not None and not np.array_equal(previous, np.unique(part)):
+                    raise TorchMappingError(f"torch tensor {target.name} axis {target.axis}: initializer '{name}' "
+                                            f"removes {np.unique(part).tolist()}, '{origin[key]}' removed "
+                                            f"{previous.tolist()}; the plan does not map onto one torch tensor")
+                cuts[target.name][target.axis] = np.unique(part)
+                origin[key] = name
+    before = {name: _snapshot(m) for name, m in module.named_modules()}
+    _slice(module, cuts, result)
+    _fix_attributes(module, cuts, before, hints, result)
+    return result
+
+
+def apply_plan(module: nn.Module, plan, model_path: str | os.PathLike | None = None) -> TorchPruneResult:
+    """Slice ``module`` (the torch module the ONNX model was exported from) in place as ``plan`` pruned the ONNX
+    model. ``plan``: a :class:`Plan` bound to its analysis (``plan.depgraph``), or a plan JSON (path or dict)
+    together with ``model_path``, the original ONNX model it was made from (analysed again with the plan's
+    settings). Returns what was sliced; see :func:`apply_removed`."""
+    if isinstance(plan, Plan):
+        dg = plan.depgraph
+        if dg is None:
+            if model_path is None:
+                raise TorchMappingError("the plan is not bound to an analysis: pass model_path, the original model")
+            dg = analyse_model(os.fspath(model_path))
+        return apply_removed(module, dg, dg.resolve(plan.groups))
+    data = read_plan_json(plan)
+    if model_path is None:
+        raise TorchMappingError("a plan JSON needs model_path: the original ONNX model the plan was made from")
+    dg = Plan.settings_of(data).analyse(os.fspath(model_path))
+    removed = {}
+    for name, entry in data.get("initializers", {}).items():
+        shape = entry["shape"]
+        removed[name] = {int(a): np.setdiff1d(np.arange(shape[int(a)]), np.asarray(kept, dtype=np.int64))
+                         for a, kept in entry["kept"].items()}
+    return apply_removed(module, dg, removed)
+
+
+# ---------------------------------------------------------------------------------------------------- slicing
+def _slice(module: nn.Module, cuts: dict[str, dict[int, np.ndarray]], result: TorchPruneResult) -> None:
+    """Replace every cut tensor by its kept part, everywhere it is registered (tied weights stay tied)."""
+    owners: dict[int, list[tuple[nn.Module, str, bool]]] = {}
+    named: dict[str, torch.Tensor] = {}
+    for mname, sub in module.named_modules(remove_duplicate=False):
+        for attr, t in list(sub._parameters.items()) + list(sub._buffers.items()):
+            if t is None:
+                continue
+            owners.setdefault(id(t), []).append((sub, attr, attr in sub._parameters))
+            named.setdefault(f"{mname}.{attr}" if mname else attr, t)
+    for name, axes in cuts.items():
+        tensor = named[name]
+        with torch.no_grad():
+            new = tensor.detach()
+            for axis, idx in sorted(axes.items()):
+                keep = np.setdiff1d(np.arange(new.shape[axis]), idx)
+                new = new.index_select(axis, torch.as_tensor(keep, dtype=torch.long, device=new.device))
+            new = new.clone().contiguous()
+        replacement = nn.Parameter(new, requires_grad=tensor.requires_grad) if isinstance(tensor, nn.Parameter) \
+            else new
+        for sub, attr, is_param in owners[id(tensor)]:
+            (sub._parameters if is_param else sub._buffers)[attr] = replacement
+        result.sliced[name] = (list(tensor.shape), list(new.shape))
+
+
+# ---------------------------------------------------------------------------------------------------- attributes
+def _snapshot(m: nn.Module) -> dict:
+    keys = ("in_channels", "out_channels", "groups", "num_features", "num_channels", "num_groups", "in_features",
+            "out_features", "normalized_shape", "num_embeddings", "embedding_dim", "hidden_size", "input_size",
+            "num_parameters", "embed_dim", "kdim", "vdim", "all_head_size") + _HEADS + _KV_HEADS + _HEAD_DIM
+    return {k: getattr(m, k) for k in keys if isinstance(getattr(m, k, None), (int, tuple))}
+
+
+def _set(result: TorchPruneResult, name: str, m: nn.Module, attr: str, value) -> None:
+    old = getattr(m, attr)
+    if old != value:
+        setattr(m, attr, value)
+        result.attributes.setdefault(name, {})[attr] = (old, value)
+
+
+def _kept_blocks(size: int, block: int, removed: np.ndarray | None) -> int:
+    """How many blocks of ``block`` consecutive indices out of ``size`` keep at least one index."""
+    kept = np.setdiff1d(np.arange(size), removed if removed is not None else [])
+    return len(np.unique(kept // block))
+
+
+def _fix_attributes(module: nn.Module, cuts: dict[str, dict[int, np.ndarray]], before: dict[str, dict],
+                    hints: dict[str, int], result: TorchPruneResult) -> None:
+    touched = {name.rpartition(".")[0] for name in cuts} | set(hints)
+    modules = dict(module.named_modules())
+    for name in sorted(touched):
+        m, old = modules.get(name), before.get(name, {})
+        if m is None:
+            continue
+        cut = {attr: cuts.get(f"{name}.{attr}" if name else attr, {}) for attr in ("weight", "weight_ih_l0")}
+        if isinstance(m, nn.modules.conv._ConvNd):
+            w = m.weight
+            if m.transposed:
+                groups = _kept_blocks(old["in_channels"], old["in_channels"] // old["groups"], cut["weight"].get(0))
+                _set(result, name, m, "groups", groups)
+                _set(result, name, m, "in_channels", w.shape[0])
+                _set(result, name, m, "out_channels", w.shape[1] * groups)
+            else:
+                groups = _kept_blocks(old["out_channels"], old["out_channels"] // old["groups"],
+                                      cut["weight"].get(0))
+                _set(result, name, m, "groups", groups)
+                _set(result, name, m, "out_channels", w.shape[0])
+                _set(result, name, m, "in_channels", w.shape[1] * groups)
+        elif isinstance(m, nn.Linear):
+            _set(result, name, m, "out_features", m.weight.shape[0])
+            _set(result, name, m, "in_features", m.weight.shape[1])
+        elif isinstance(m, (nn.modules.batchnorm._NormBase)):
+            size = _first_size(m, ("weight", "running_mean")) or hints.get(name)
+            if size is not None:
+                _set(result, name, m, "num_features", size)
+        elif isinstance(m, nn.GroupNorm):
+            size = _first_size(m, ("weight",)) or hints.get(name)
+            if size is not None:
+                groups = _kept_blocks(old["num_channels"], old["num_channels"] // old["num_groups"],
+                                      cut["weight"].get(0))
+                _set(result, name, m, "num_groups", groups)
+                _set(result, name, m, "num_channels", size)
+        elif isinstance(m, nn.LayerNorm):
+            if m.weight is not None:
+                _set(result, name, m, "normalized_shape", tuple(m.weight.shape))
+            elif name in hints:
+                _set(result, name, m, "normalized_shape", (*m.normalized_shape[:-1], hints[name]))
+        elif isinstance(m, nn.Embedding):
+            _set(result, name, m, "num_embeddings", m.weight.shape[0])
+            _set(result, name, m, "embedding_dim", m.weight.shape[1])
+        elif isinstance(m, nn.PReLU):
+            _set(result, name, m, "num_parameters", m.weight.numel())
+        elif isinstance(m, nn.RNNBase):
+            _fix_rnn(name, m, result)
+    for name, m in modules.items():
+        _fix_heads(name, m, cuts, before.get(name, {}), result)
+
+
+def _first_size(m: nn.Module, attrs: tuple[str, ...]) -> int | None:
+    for attr in attrs:
+        t = getattr(m, attr, None)
+        if isinstance(t, torch.Tensor):
+            return int(t.shape[0])
+    return None
+
+
+def _fix_rnn(name: str, m: nn.RNNBase, result: TorchPruneResult) -> None:
+    if getattr(m, "proj_size", 0):
+        raise TorchMappingError(f"{name}: LSTM with proj_size is not supported")
+    hidden = {int(getattr(m, f"weight_hh_l{k}").shape[1]) for k in range(m.num_layers)}
+    if len(hidden) != 1:
+        raise TorchMappingError(f"{name}: the plan gives the {m.num_layers} layers of this {type(m).__name__} "
+                                f"hidden sizes {sorted(hidden)}, but torch's {type(m).__name__} has one hidden_size "
+                                "for all layers: prune every layer by the same count (or split the module into "
+                                "one module per layer before exporting)")
+    _set(result, name, m, "hidden_size", hidden.pop())
+    _set(result, name, m, "input_size", int(m.weight_ih_l0.shape[1]))
+    m._init_flat_weights()
+
+
+def _attr(m: nn.Module, names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if isinstance(getattr(m, n, None), int)), None)
+
+
+def _fix_heads(name: str, m: nn.Module, cuts: dict, old: dict, result: TorchPruneResult) -> None:
+    """Attention modules: head counts and head sizes from the rows their q/k projections lost (whole heads removed:
+    fewer heads; the same positions in every head: smaller heads)."""
+    heads, head_dim = _attr(m, _HEADS), _attr(m, _HEAD_DIM)
+    if heads is None or head_dim is None:
+        return
+    for attrs, children in ((_HEADS, _Q), (_KV_HEADS, _K)):
+        count = _attr(m, attrs)
+        child = next((c for c in children if isinstance(getattr(m, c, None), nn.Linear)), None)
+        if count is None or child is None:
+            continue
+        key = f"{name}.{child}.weight" if name else f"{child}.weight"
+        rows = cuts.get(key, {}).get(0)
+        if rows is None or not len(rows):
+            continue
+        size = old[head_dim]
+        per_head = np.bincount(rows // size, minlength=old[count])
+        if np.all((per_head == 0) | (per_head == size)):
+            _set(result, name, m, count, old[count] - int(np.sum(per_head == size)))
+        elif np.all(per_head == per_head[0]):
+            _set(result, name, m, head_dim, size - int(per_head[0]))
+        else:
+            raise TorchMappingError(f"{name}.{child}: the plan removes {per_head.tolist()} rows per head; torch "
+                                    "attention needs whole heads or the same count in every head")
+    if isinstance(getattr(m, "all_head_size", None), int):
+        _set(result, name, m, "all_head_size", getattr(m, heads) * getattr(m, head_dim))
+    kv = _attr(m, _KV_HEADS)
+    if kv is not None and isinstance(getattr(m, "num_key_value_groups", None), int):
+        _set(result, name, m, "num_key_value_groups", getattr(m, heads) // getattr(m, kv))
