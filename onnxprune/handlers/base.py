@@ -6,6 +6,13 @@ oracle, which weights must be zeroed besides the masked activations (``oracle``)
 need (``macs``, ``scale_inputs``, ``weight_inputs``). Constants (weights) that sit on a pruned axis are sliced by
 the core, never by a handler. How shape *values* flow through ops is not a handler's business: see
 ``onnxprune.ir.shape_values``.
+
+Rules every handler keeps (tests/handlers/test_handlers_protocol.py checks them): one class per op behaviour, so
+a handler registered for several op types never asks ``node.op`` which one it has (shared code goes in a base
+class whose subclasses set a class attribute or override one method); every graph edit goes through the context
+(``set_attr``, ``set_input_values``, ``set_shape_value``, ``zero_input``), so a handler never edits other nodes;
+and ``analyse``/``macs`` read no weight values (``ctx.is_constant`` asks constant-ness; ``ctx.const`` is for small
+shape-like constants: axes, targets, indices, Resize scales, split sizes).
 """
 
 from __future__ import annotations

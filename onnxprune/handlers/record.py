@@ -11,6 +11,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxprune.axes import ChannelAxis
+from onnxprune.ir.shape_view import tensor_shape
 
 
 @dataclass
@@ -56,10 +57,7 @@ class AnalysisRecord:
         """Static size of an axis, or None when dynamic or unknown."""
         if axis not in self._sizes:
             tensor = self.tensors.get(axis.tensor)
-            if isinstance(tensor, gs.Constant):
-                shape = tensor.shape if tensor.shape is not None else tensor.values.shape
-            else:
-                shape = None if tensor is None else tensor.shape
+            shape = None if tensor is None else tensor_shape(tensor)  # constants: from metadata, values not read
             dim = shape[axis.axis] if shape is not None and axis.axis < len(shape) else None
             self._sizes[axis] = int(dim) if isinstance(dim, (int, np.integer)) and dim >= 0 else None
         return self._sizes[axis]
