@@ -40,8 +40,8 @@ def _option(args: list[str], name: str) -> str | None:
 
 def prune_and_revalidate(source, output, *options) -> Pruned:
     """``prune SOURCE OUTPUT OPTIONS`` (adding --plan and --report beside OUTPUT unless given), then, when it wrote
-    a model it validated, ``validate SOURCE OUTPUT --plan PLAN --oracle --json`` with prune's --max-drift and
-    --provider: same exit status, verdict, reference and figures as prune's report, or the test fails."""
+    a model it validated, ``validate SOURCE OUTPUT --plan PLAN --oracle --json`` with prune's --max-drift,
+    --provider and --calib: same exit status, verdict, reference and figures as prune's report, or the test fails."""
     args = [str(a) for a in options]
     out = Path(output)
     if "--plan" not in args:
@@ -56,7 +56,8 @@ def prune_and_revalidate(source, output, *options) -> Pruned:
     assert plan["schema_version"] == 2 and all(g.get("signature") for g in plan["groups"]), plan
     if report["validation"].get("skipped"):
         return Pruned(result, report, plan, None)
-    extra = [x for name in ("--max-drift", "--provider") if _option(args, name) for x in (name, _option(args, name))]
+    extra = [x for name in ("--max-drift", "--provider", "--calib") if _option(args, name)
+             for x in (name, _option(args, name))]
     check = run_cli("validate", source, output, "--plan", plan_path, "--oracle", "--json", *extra)
     assert check.exit_code in (0, 1), check.output
     again = json.loads(check.stdout)
