@@ -8,8 +8,9 @@ scale). A *stage* is the prefix of a node's module path (from the TorchScript na
 Conv`` -> ``layers.0.conv1``, or from a dotted weight name, ``layers.0.conv1.weight``) up to and including its first
 numbered container (``layers.0``, ``encoder.layer.3``, ``layer1`` in ``layer1.0.conv1``, unless such a name recurs
 further down, as ``ln1`` in ``ln1.0`` ... ``ln1.1``: then ``ln1.0``); paths without one are their own stage
-(``conv1``, ``fc``). A stage holds weights: nodes with no path, or whose stage would hold none (``relu``,
-``avgpool``), take the stage of the next node that has one. When that gives fewer than two or more than
+(``conv1``, ``fc``), or their first two tokens below a root every path shares (``model.embeddings``). Stages hold
+parameters: a node of a module holding none (``relu``, ``avgpool``) joins the stage before it, a node with no path
+the next node that has a stage. When that gives fewer than two or more than
 ``MAX_STAGES`` stages (flat names such as ``node_Conv_12`` with unnamed weights), the nodes are split into quarters
 of the depth instead.
 """
@@ -196,26 +197,31 @@ def module_path(node: gs.Node) -> list[str]:
     return []
 
 
-def stage_of(tokens: list[str], named_containers: bool = True) -> str | None:
-    """The stage of a module path: up to its first numbered container (``layers.0``, ``encoder.layer.3``, and with
-    ``named_containers`` also ``layer1`` of ``layer1.0.conv1``), else its first token; None for an empty path."""
+def _cut(tokens: list[str], named_containers: bool, root: str | None) -> int:
+    """How many leading tokens of a module path name its stage (see ``stage_of``)."""
     for i, token in enumerate(tokens):
         if token.isdigit() or (named_containers and _NUMBERED.match(token) and i < len(tokens) - 1):
-            return ".".join(tokens[:i + 1])
-    return tokens[0] if tokens else None
+            return i + 1
+    return min(2 if tokens[:1] == [root] else 1, len(tokens))
+
+
+def stage_of(tokens: list[str], named_containers: bool = True, root: str | None = None) -> str | None:
+    """The stage of a module path: up to its first numbered container (``layers.0``, ``encoder.layer.3``, and with
+    ``named_containers`` also ``layer1`` of ``layer1.0.conv1``), else its first token, or its first two when the
+    first is ``root`` (the one module every path starts with: ``model.embeddings``); None for an empty path."""
+    return ".".join(tokens[:_cut(tokens, named_containers, root)]) or None
 
 
 def stage_names(nodes: list[gs.Node]) -> list[str]:
-    """Every node's stage. Containers named like ``layer1`` are stages when each such name forms one run along
-    the depth (torchvision's ResNet); where one recurs (``ln1.0`` ... ``ln1.1``: a list of norms, one per block),
-    only numbered tokens count (``ln1.0``)."""
+    """Every node's stage (see the module docstring). Containers named like ``layer1`` are stages when each such
+    name forms one run along the depth (torchvision's ResNet); where one recurs (``ln1.0`` ... ``ln1.1``: a list
+    of norms, one per block), only numbered tokens count (``ln1.0``)."""
     paths = [module_path(n) for n in nodes]
-    weighted = [bool(_weights(n)) for n in nodes]
+    holds = [any(int(np.prod(w.shape)) > 1 for w in _weights(n)) for n in nodes]
+    firsts = {p[0] for p in paths if p}
+    root = next(iter(firsts)) if len(firsts) == 1 else None
     for named_containers in (True, False):
-        named = [stage_of(p, named_containers) for p in paths]
-        holding = {s for s, w in zip(named, weighted) if w}
-        # a stage holds weights: a weightless module (relu, avgpool) joins the stage of the next weighted node
-        named = _fill([s if s in holding else None for s in named])
+        named = _place([stage_of(p, named_containers, root) for p in paths], holds)
         runs = [s for k, s in enumerate(named) if k == 0 or s != named[k - 1]]
         if len(runs) == len(set(runs)):
             break
@@ -226,22 +232,33 @@ def stage_names(nodes: list[gs.Node]) -> list[str]:
     return named
 
 
-def _fill(named: list[str | None]) -> list[str | None]:
-    """A node with no path joins the next node that has one; trailing ones join the last named stage."""
-    named = list(named)
+def _place(named: list[str | None], holds: list[bool]) -> list[str | None]:
+    """Stages hold parameters (``holds``: the node reads a float constant of more than one element). A node of a
+    module that holds none (relu, pool, a scalar scale) joins the stage before it (it works on that stage's
+    output); a node with no path, or such a node before any stage, joins the next node that has a stage; trailing
+    ones join the last stage."""
+    holding = {s for s, held in zip(named, holds) if held and s is not None}
+    placed: list[str | None] = []
+    previous = None
+    for stage in named:
+        if stage in holding:
+            previous = stage
+            placed.append(stage)
+        else:
+            placed.append(previous if stage is not None else None)
     following = None
-    for k in range(len(named) - 1, -1, -1):
-        if named[k] is None:
-            named[k] = following
+    for k in range(len(placed) - 1, -1, -1):
+        if placed[k] is None:
+            placed[k] = following
         else:
-            following = named[k]
-    last = next((s for s in named if s is not None), None)
-    for k, name in enumerate(named):
-        if name is None:
-            named[k] = last
+            following = placed[k]
+    last = next((s for s in placed if s is not None), None)
+    for k, stage in enumerate(placed):
+        if stage is None:
+            placed[k] = last
         else:
-            last = name
-    return named
+            last = stage
+    return placed
 
 
 def _stage_rows(nodes: list[gs.Node], counterpart: dict, macs_before: dict, macs_after: dict,

@@ -166,6 +166,8 @@ def test_module_paths_and_stage_rules():
     assert stage_of("encoder.layer.3.attention.self.query".split(".")) == "encoder.layer.3"
     assert stage_of(["layer1", "0", "conv1"]) == "layer1"
     assert stage_of(["conv1"]) == "conv1" and stage_of([]) is None
+    assert stage_of(["model", "embeddings", "word_embeddings"], root="model") == "model.embeddings"
+    assert stage_of("model.encoder.layer.1.output.dense".split("."), root="model") == "model.encoder.layer.1"
     # 'ln1' recurs along the depth (a list of norms), so the numbered token decides there
     nodes = [_node(f"/{p}/MatMul", f"w{k}") for k, p in enumerate(["ln1.0", "attn.0", "ln1.1", "attn.1"])]
     assert stage_names(nodes) == ["ln1.0", "attn.0", "ln1.1", "attn.1"]
