@@ -90,12 +90,17 @@ def _spread_nonchannel(record: AnalysisRecord) -> set[ChannelAxis]:
     a, b = [], []
     for ax, bx, ia, ib, _ in record.edges:
         size = record.static_size(ax)
-        if size == record.static_size(bx) == len(ia) and len(np.unique(ia)) == len(np.unique(ib)) == size:
+        if size == record.static_size(bx) == len(ia) and _covers(ia, size) and (ib is ia or _covers(ib, size)):
             a.append(ids[ax])
             b.append(ids[bx])
     labels = connected_components(len(axes), np.array(a, dtype=np.int64), np.array(b, dtype=np.int64))
     bad = {labels[ids[ax]] for ax in record.nonchannel}
     return {ax for ax in axes if labels[ids[ax]] in bad}
+
+
+def _covers(idx: np.ndarray, size: int) -> bool:
+    """Whether ``idx`` (indices into an axis of ``size``, as many as ``size``) holds every index once."""
+    return bool(np.count_nonzero(np.bincount(idx, minlength=size)) == size)
 
 
 def analyse(graph: gs.Graph, opset: int, options: AnalysisOptions | None = None) -> DependencyGraph:

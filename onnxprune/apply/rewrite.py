@@ -69,6 +69,39 @@ def prune_group(group, units: Iterable[int]) -> PruneResult:
     return apply_plan(group.depgraph, {group.id: units})
 
 
+# Constants with more bytes than this are sliced a block of rows at a time, releasing each block's pages (when the
+# weight is memory-mapped) as soon as it is copied: the whole weight is never resident beside its sliced copy.
+_BLOCK_BYTES = 32 << 20
+
+
+def _sliced(values: np.ndarray, cuts: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    """``values`` with the indices ``cuts`` lists removed, as a new contiguous array."""
+    if values.nbytes <= _BLOCK_BYTES or values.ndim == 0 or not values.flags.c_contiguous:
+        result = values
+        for axis, idx in cuts:
+            result = np.delete(result, idx, axis=axis)
+        result = np.ascontiguousarray(result)
+        release_pages(values)  # a memory-mapped weight was read once to slice it; its pages can go
+        return result
+    kept = {axis: np.setdiff1d(np.arange(values.shape[axis]), idx) for axis, idx in cuts}
+    rows = kept.get(0, np.arange(len(values)))
+    shape = [len(kept[a]) if a in kept else n for a, n in enumerate(values.shape)]
+    result = np.empty(shape, dtype=values.dtype)
+    step = max(1, _BLOCK_BYTES // max(1, values[0].nbytes))
+    done = 0
+    for start in range(0, len(values), step):
+        stop = min(start + step, len(values))
+        chosen = rows[(rows >= start) & (rows < stop)]
+        block = values[chosen]
+        for axis, idx in kept.items():
+            if axis:
+                block = np.take(block, idx, axis=axis)
+        result[done:done + len(chosen)] = block
+        done += len(chosen)
+        release_pages(values, slice(start, stop))
+    return result
+
+
 def _pruned_graph(dg: DependencyGraph, removed: dict[ChannelAxis, np.ndarray]) -> gs.Graph:
     """A copy of ``dg.graph`` with ``removed`` applied."""
     sizes = dg.sizes()
@@ -80,11 +113,7 @@ def _pruned_graph(dg: DependencyGraph, removed: dict[ChannelAxis, np.ndarray]) -
     for name, cuts in by_tensor.items():
         tensor = tensors[name]
         if isinstance(tensor, gs.Constant):
-            source = values = np.asarray(tensor.values)
-            for axis, idx in cuts:
-                values = np.delete(values, idx, axis=axis)
-            tensor.values = np.ascontiguousarray(values)
-            release_pages(source)  # a memory-mapped weight was read once to slice it; its pages can go
+            tensor.values = _sliced(np.asarray(tensor.values), cuts)
     touched = set(by_tensor)
     for node in list(graph.nodes):
         if any(t.name in touched for t in list(node.inputs) + list(node.outputs)):

@@ -18,6 +18,7 @@ from onnxprune.ir.reading import _EXTERNAL_FILES, _check_tensor_data, default_op
 from onnxprune.ir.shape_values import rule_for
 from onnxprune.ir.shape_view import ShapeView, UnknownShape
 from onnxprune.ir.shapes import _check_shapes, infer_shapes, refresh_shapes, set_input_shapes
+from onnxprune.ir.weight_folding import fold_weight_nodes
 
 _MAX_FOLD_ROUNDS = 6
 
@@ -95,9 +96,10 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
     treats them as overridable at run time (nothing reading them is folded, their groups are blocked), 'prune'
     as plain weights; 'auto' is 'prune' for IR version < 4, where the format requires every initializer to be
     listed as an input (so the listing says nothing about intent), else 'protect'."""
-    model, path = read_model(source)
+    arrays: dict[str, np.ndarray] = {}  # large initializers, memory-mapped from the model or its data files
+    model, path = read_model(source, mapped=arrays)
     try:
-        arrays = map_external_data(model, Path(path).parent) if path is not None else {}
+        arrays.update(map_external_data(model, Path(path).parent) if path is not None else {})
     except ModelLoadError as exc:
         raise ModelLoadError(f"{path}: {exc}") from None
     _check_tensor_data(model, path or "the model", arrays)
@@ -128,14 +130,17 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
     def keep(node: gs.Node) -> bool:  # what reads an overridable initializer is not constant
         return any(t.name in overridable for t in node.inputs)
 
-    for _ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
+    for round_ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
         before = (len(graph.nodes), _shape_signature(graph))
         fold_static_values(graph)
+        fold_weight_nodes(graph, model.opset_import, model.ir_version, keep)  # lazily; gs folds what it leaves
         try:
             graph.fold_constants(fold_shapes=True, error_ok=True, should_exclude_node=keep)
             graph.cleanup(remove_unused_graph_inputs=False).toposort()
         except Exception as exc:  # a cycle, or a graph gs cannot rebuild
             raise ModelLoadError(f"cannot process the graph: {exc}") from None
+        if round_ > 0 and len(graph.nodes) == before[0]:
+            break  # nothing folded: the graph is the one whose shapes the last round inferred
         refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
         if (len(graph.nodes), _shape_signature(graph)) == before:
             break

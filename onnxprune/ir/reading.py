@@ -17,9 +17,14 @@ from onnxprune.errors import ModelLoadError
 _MAP_MIN_BYTES = 1 << 16
 
 
-def read_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
+def read_model(source: str | os.PathLike | onnx.ModelProto,
+               mapped: dict[str, np.ndarray] | None = None) -> tuple[onnx.ModelProto, str | None]:
     """Read an ONNX file or pass a ModelProto through; raise ModelLoadError clearly for anything that is not a
-    well-formed model. External data is not read here (see ``map_external_data``)."""
+    well-formed model. External data is not read here (see ``map_external_data``).
+
+    With a dict ``mapped``, the large initializers stored inside the file are not copied into the ModelProto: they
+    are left there with shape and type only, and ``mapped`` receives them as read-only arrays memory-mapped from the
+    file (``{name: array}``), whose pages are read only where values are used."""
     if isinstance(source, onnx.ModelProto):
         _check_structure(source, "the model")
         return source, None
@@ -29,7 +34,11 @@ def read_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelP
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path}: file is empty")
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = _load_without_raw_weights(path, mapped) if mapped is not None else None
+        if model is None:
+            model = onnx.load(str(path), load_external_data=False)
+    except ModelLoadError:
+        raise
     except Exception as exc:  # protobuf raises several types for garbage input
         raise ModelLoadError(f"{path}: not a valid ONNX protobuf: the file is truncated, damaged or not a model "
                              f"({exc.__class__.__name__}: {exc})") from None
@@ -42,6 +51,117 @@ def read_model(source: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelP
 
 # Resolved model path -> the external data files it reads (save_model refuses to write over them).
 _EXTERNAL_FILES: dict[str, set[str]] = {}
+def _varint(buf, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _fields(buf, start: int, end: int):
+    """(field number, wire type, field start, payload start, payload end) of each field of the message in
+    ``buf[start:end]`` (protobuf wire format; groups are refused)."""
+    pos = start
+    while pos < end:
+        key, body = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, stop = _varint(buf, body)
+        elif wire == 1:
+            stop = body + 8
+        elif wire == 2:
+            length, body = _varint(buf, body)
+            stop = body + length
+        elif wire == 5:
+            stop = body + 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if stop > end:
+            raise ValueError("field runs past its message")
+        yield number, wire, pos, body, stop
+        pos = stop
+
+
+# Field numbers (onnx.proto): ModelProto.graph, GraphProto.initializer, TensorProto.name, TensorProto.raw_data.
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_NAME, _TENSOR_RAW_DATA = 7, 5, 8, 9
+
+
+def _load_without_raw_weights(path: Path, mapped: dict[str, np.ndarray]) -> onnx.ModelProto | None:
+    """Parse ``path`` with the raw bytes of its large initializers left out of the ModelProto, and put those bytes
+    into ``mapped`` as read-only numpy views of a memory map of the file: a weight's pages are read only where its
+    values are used, and no weight is copied to load the graph. None when the file is not laid out as expected
+    (the caller then reads it whole)."""
+    with open(path, "rb") as f:
+        try:
+            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (ValueError, OSError):
+            return None
+    try:
+        graphs = [(body, stop) for number, wire, _, body, stop in _fields(buf, 0, len(buf))
+                  if number == _MODEL_GRAPH and wire == 2]
+        if len(graphs) != 1:
+            return None
+        graph_start, graph_end = graphs[0]
+        cuts = []  # (initializer field start, payload start, payload end, raw_data field start, data start, end)
+        for number, wire, field_start, body, stop in _fields(buf, graph_start, graph_end):
+            if number != _GRAPH_INITIALIZER or wire != 2:
+                continue
+            inner = list(_fields(buf, body, stop))
+            raw = [(f0, b0, s0) for n0, w0, f0, b0, s0 in inner if n0 == _TENSOR_RAW_DATA and w0 == 2]
+            names = [bytes(buf[b0:s0]).decode("utf-8") for n0, w0, _, b0, s0 in inner if n0 == _TENSOR_NAME]
+            if len(raw) == 1 and len(names) == 1 and raw[0][2] - raw[0][1] >= _MAP_MIN_BYTES:
+                cuts.append((field_start, body, stop, *raw[0], names[0]))
+    except (ValueError, IndexError):
+        return None  # not a protobuf we can walk: onnx.load reports what is wrong with it
+    if not cuts:
+        return None
+    view = memoryview(buf)
+    graph_parts, pos = [], graph_start
+    for field_start, body, stop, raw_start, _, data_end, _ in cuts:
+        graph_parts.append(view[pos:field_start])
+        tensor = b"".join((view[body:raw_start], view[data_end:stop]))
+        graph_parts += [_encode_varint(_GRAPH_INITIALIZER << 3 | 2), _encode_varint(len(tensor)), tensor]
+        pos = stop
+    graph_parts.append(view[pos:graph_end])
+    graph = b"".join(graph_parts)
+    graph_field = [m for m in _fields(buf, 0, len(buf)) if m[0] == _MODEL_GRAPH and m[1] == 2][0]
+    stripped = b"".join((view[:graph_field[2]], _encode_varint(_MODEL_GRAPH << 3 | 2), _encode_varint(len(graph)),
+                         graph, view[graph_end:]))
+    del graph_parts, graph, view
+    model = onnx.load_model_from_string(stripped)
+    spans = {name: (data_start, data_end) for *_, data_start, data_end, name in cuts}
+    if len(spans) != len(cuts):
+        return None  # two initializers of one name: _check_structure refuses the model, with its reason
+    arrays = {}
+    for init in model.graph.initializer:
+        if init.name not in spans:
+            continue
+        start, end = spans[init.name]
+        dtype = _mappable_dtype(init.data_type)
+        numel = int(np.prod(init.dims)) if init.dims else 1
+        if dtype is None or init.HasField("data_location") and init.data_location == onnx.TensorProto.EXTERNAL:
+            return None  # a layout onnx reads better: give up the mapping
+        if numel * dtype.itemsize != end - start:
+            raise ModelLoadError(f"{path}: tensor '{init.name}' holds {end - start} values/bytes but its shape "
+                                 f"{list(init.dims)} needs {numel * dtype.itemsize}: the file is damaged")
+        arrays[init.name] = np.frombuffer(buf, dtype=dtype, count=numel, offset=start).reshape(init.dims)
+    mapped.update(arrays)
+    return model
 
 
 def external_files(model: onnx.ModelProto, base: Path) -> set[str]:
@@ -231,16 +351,28 @@ def map_external_data(model: onnx.ModelProto, base: Path) -> dict[str, np.ndarra
     return arrays
 
 
-def release_pages(array: np.ndarray) -> None:
-    """Drop the resident pages of the file mapping behind ``array`` (nothing for arrays in memory). They are read
-    again from the page cache on the next use, so a big model's weights need not all stay resident at once."""
+def release_pages(array: np.ndarray, rows: slice | None = None) -> None:
+    """Drop the resident pages of the file mapping behind ``array`` (nothing for arrays in memory): only those of
+    ``array[rows]`` when ``array`` is C-contiguous, else those of the whole mapping. They are read again from the
+    page cache on the next use, so a big model's weights need not all stay resident at once."""
     base = array
     while isinstance(base, np.ndarray):
         base = base.base
     if isinstance(base, memoryview):
         base = base.obj
-    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+    if not isinstance(base, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    if not array.flags.c_contiguous or array.ndim == 0:
         base.madvise(mmap.MADV_DONTNEED)
+        return
+    start = array.__array_interface__["data"][0] - np.frombuffer(base, np.uint8).__array_interface__["data"][0]
+    row = array[0].nbytes if len(array) else 0
+    first, stop = (rows or slice(0, len(array))).indices(len(array))[:2]
+    page = mmap.PAGESIZE
+    lo = -(-(start + first * row) // page) * page  # whole pages inside the range only
+    hi = (start + stop * row) // page * page
+    if hi > lo:
+        base.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
 
 def _mappable_dtype(data_type: int) -> np.dtype | None:

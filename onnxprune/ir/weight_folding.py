@@ -1,0 +1,132 @@
+"""Fold nodes that compute from weights alone (``Transpose(W)``, ``Identity(W)``, ``Reshape(W)``, ``Cast(W)``, ...)
+without reading the weights.
+
+Exporters often leave such nodes between a framework parameter and the op that uses it. onnx-graphsurgeon's
+``fold_constants`` would evaluate them in onnxruntime, which copies every weight involved into a model, a session
+and back. Here their outputs become constants whose values are
+
+- a numpy view of the input (Identity, Transpose, and Reshape / Flatten / Squeeze / Unsqueeze of a contiguous
+  array): no copy, and no page of a memory-mapped weight is read until the values are used;
+- or computed on first use (``DeferredValues``: the node alone, run in onnxruntime as folding would have run it),
+  for every other op and for inputs not in memory yet.
+
+Shapes and element types come from shape inference, so analysis sees the same graph as after eager folding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import onnxruntime as ort
+from onnx_graphsurgeon.ir.tensor import LazyValues
+
+# Constants with more elements than this are weights (not shape-like values, which ordinary folding handles).
+WEIGHT_MIN_ELEMENTS = 64
+_RESHAPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+# What onnx-graphsurgeon never folds (quantized weights stay quantized), so neither do we.
+_NEVER_FOLDED = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+
+
+class DeferredValues(LazyValues):
+    """Constant values known by shape and element type, computed by ``compute`` when first read."""
+
+    def __init__(self, name: str, shape, dtype, compute: Callable[[], np.ndarray]):
+        self.name = name
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        self._compute = compute
+
+    def load(self) -> np.ndarray:
+        """Compute the values (each call computes them again; gs keeps the result in the Constant)."""
+        values = np.asarray(self._compute())
+        if values.shape != self.shape or values.dtype != self.dtype:
+            raise ValueError(f"folding '{self.name}' gave {values.dtype}{list(values.shape)}, shape inference said "
+                             f"{self.dtype}{list(self.shape)}")
+        return values
+
+    @property
+    def tensor(self) -> onnx.TensorProto:
+        """The values as a TensorProto (what onnx-graphsurgeon's exporter reads from lazy values)."""
+        return onnx.numpy_helper.from_array(self.load(), self.name)
+
+    def __str__(self) -> str:
+        return f"DeferredValues (shape={self.shape}, dtype={self.dtype})"
+
+
+def is_weight(tensor: gs.Tensor) -> bool:
+    """Whether ``tensor`` is a constant with more than WEIGHT_MIN_ELEMENTS elements (its shape is read from
+    metadata; nothing is loaded)."""
+    if not isinstance(tensor, gs.Constant):
+        return False
+    shape = tensor.shape
+    return shape is not None and int(np.prod(shape)) > WEIGHT_MIN_ELEMENTS
+
+
+def fold_weight_nodes(graph: gs.Graph, opset_imports, ir_version: int, keep: Callable[[gs.Node], bool]) -> int:
+    """Turn the output of every node whose inputs are all constants, at least one a weight, into a constant (a
+    view or deferred values, see the module docstring). Nodes ``keep`` names, nodes with subgraphs or several
+    outputs, and outputs whose shape or type is not static are left to ordinary folding; quantize/dequantize nodes,
+    which ordinary folding never folds, stay. Returns how many."""
+    folded = 0
+    for node in graph.nodes:
+        if len(node.outputs) != 1 or node.op in _NEVER_FOLDED or keep(node) or any(
+                isinstance(v, (gs.Graph, gs.Node.AttributeRef)) for v in node.attrs.values()):
+            continue
+        inputs = [t for t in node.inputs if t.name]
+        if not inputs or not all(isinstance(t, gs.Constant) for t in inputs) or not any(map(is_weight, inputs)):
+            continue
+        out = node.outputs[0]
+        if out.dtype is None or out.shape is None or not all(isinstance(d, int) and d >= 0 for d in out.shape):
+            continue
+        values = _view(node, out) if node.domain in ("", "ai.onnx", None) else None
+        if values is None:
+            values = DeferredValues(out.name, out.shape, out.dtype, _runner(node, opset_imports, ir_version))
+        out.to_constant(values)
+        node.outputs.clear()
+        folded += 1
+    return folded
+
+
+def _view(node: gs.Node, out: gs.Variable) -> np.ndarray | None:
+    """The output of a layout op as a view of its in-memory input, or None (then it is deferred)."""
+    source = node.inputs[0]._values
+    if not isinstance(source, np.ndarray) or np.dtype(out.dtype) != source.dtype:
+        return None
+    if node.op == "Identity":
+        return source
+    if node.op == "Transpose":
+        perm = node.attrs.get("perm", list(range(source.ndim))[::-1])
+        view = np.transpose(source, perm)
+    elif node.op in _RESHAPES and source.flags.c_contiguous and source.size == int(np.prod(out.shape)):
+        view = source.reshape(out.shape)
+    else:
+        return None
+    return view if list(view.shape) == list(out.shape) else None
+
+
+def _runner(node: gs.Node, opset_imports, ir_version: int) -> Callable[[], np.ndarray]:
+    """A function that runs ``node`` alone on its constant inputs in onnxruntime (as folding would have)."""
+    op, domain, attrs = node.op, node.domain, dict(node.attrs)
+    inputs = list(node.inputs)
+    out = node.outputs[0]
+    name, dtype, shape = out.name, out.dtype, list(out.shape)
+    imports = list(opset_imports)
+
+    def run() -> np.ndarray:
+        consts = {t.name: gs.Constant(t.name, np.asarray(t.values)) for t in inputs if t.name}
+        result = gs.Variable(name, dtype=dtype, shape=shape)
+        copy = gs.Node(op, attrs=attrs, domain=domain, outputs=[result],
+                       inputs=[consts[t.name] if t.name else gs.Variable.empty() for t in inputs])
+        model = gs.export_onnx(gs.Graph(nodes=[copy], outputs=[result]), do_type_check=False)
+        del model.opset_import[:]
+        for imp in imports:
+            model.opset_import.add(domain=imp.domain, version=imp.version)
+        model.ir_version = ir_version
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run([name], {})[0]
+
+    return run
