@@ -16,9 +16,10 @@ import numpy as np
 
 from onnxprune.analysis.stats import count_macs, count_params
 from onnxprune.apply import PruneResult, apply_plan
-from onnxprune.data.calibration import Feeds
+from onnxprune.data import Calibration, Feeds, model_inputs
 from onnxprune.errors import OnnxPruneError
 from onnxprune.ir.export import export_graph
+from onnxprune.reconstruct import ReconstructOptions, reconstruct
 from onnxprune.runtime import make_session
 from onnxprune.search.metrics import OutputMetrics, compare_outputs
 
@@ -50,6 +51,13 @@ def split_batches(batches: Sequence[Feeds], held_out: float = 0.25) -> tuple[lis
                              f"samples or a smaller batch size")
     n = min(len(batches) - 1, max(1, round(len(batches) * held_out)))
     return list(batches[:-n]), list(batches[-n:])
+
+
+def refit_step(dg, fit: Sequence[Feeds], options: ReconstructOptions | None = None) -> Refine:
+    """A ``refine`` step that reconstructs every candidate (``onnxprune.reconstruct.reconstruct``: least-squares
+    refit of the kept weights towards the original's outputs) on the ``fit`` batches only."""
+    calibration = Calibration(fit=list(fit), holdout=[], inputs=model_inputs(export_graph(dg.graph, dg.loaded)))
+    return lambda result: reconstruct(dg, result, calibration, options).result
 
 
 def macs_after(dg, groups: dict[int, list[int]]) -> int:

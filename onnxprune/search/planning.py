@@ -16,12 +16,13 @@ from dataclasses import replace
 
 from onnxprune.analysis.stats import count_macs, count_params
 from onnxprune.apply import apply_plan
-from onnxprune.data.calibration import Feeds, calibration_batches
-from onnxprune.errors import PruneError
+from onnxprune.data import Calibration, Feeds, calibration_batches, prepare_calibration
+from onnxprune.errors import OnnxPruneError, PruneError
 from onnxprune.ir.export import export_graph
+from onnxprune.reconstruct import ReconstructOptions
 from onnxprune.scoring import DATA_CRITERIA, ImportanceOptions, Scores, compute_importance
 from onnxprune.search.allocation import allocate as greedy_allocation
-from onnxprune.search.evaluate import Evaluator, Refine, split_batches
+from onnxprune.search.evaluate import Evaluator, Refine, refit_step, split_batches
 from onnxprune.search.metrics import AccuracyTarget
 from onnxprune.search.sensitivity import DEFAULT_RATIOS, measure_sensitivity
 from onnxprune.search.targets import TargetResult, allocation_ladder, ratio_ladder, search_accuracy, search_macs
@@ -92,12 +93,33 @@ def _importance(criterion: str | ImportanceOptions, options: SelectionOptions) -
     return ImportanceOptions(criterion=criterion, seed=options.seed)
 
 
-def calibration_feeds(dg, calib, importance: ImportanceOptions) -> list[Feeds]:
-    """``calib`` as a list of feed dicts (batches of ``importance.batch_size``); a list is taken as batches."""
+def split_calibration(dg, calib, importance: ImportanceOptions, held_out: float) -> tuple[list[Feeds], list[Feeds]]:
+    """(fit, held-out) batches from ``calib``: a Calibration's own parts (it must hold some out); a list of feed
+    dicts split by ``split_batches``; anything else read by ``onnxprune.data.prepare_calibration`` with a seeded
+    ``held_out`` fraction of the samples held out. None (no data): OnnxPruneError when ``held_out`` > 0, else
+    random inputs (with calibration_batches' warning)."""
+    if isinstance(calib, Calibration):
+        if held_out and not calib.holdout:
+            raise OnnxPruneError("the calibration data holds nothing out; an accuracy target is measured on "
+                                 "held-out samples only")
+        return calib.fit, calib.holdout
     if isinstance(calib, list):
-        return calib
-    return calibration_batches(export_graph(dg.graph, dg.loaded), calib, batch_size=importance.batch_size,
-                               samples=importance.samples, seed=importance.seed)
+        return split_batches(calib, held_out) if held_out else (calib, [])
+    model = export_graph(dg.graph, dg.loaded)
+    if calib is None:
+        if held_out:
+            raise OnnxPruneError("an accuracy target needs calibration data (--calib) to measure it on")
+        return calibration_batches(model, None, batch_size=importance.batch_size, samples=importance.samples,
+                                   seed=importance.seed), []
+    calibration = prepare_calibration(model, calib, holdout=held_out, batch_size=importance.batch_size,
+                                      seed=importance.seed)
+    return calibration.fit, calibration.holdout
+
+
+def _refine(dg, fit: list[Feeds], refine: Refine | None, reconstruct: ReconstructOptions | None) -> Refine | None:
+    if refine is not None and reconstruct is not None:
+        raise ValueError("give refine or reconstruct, not both")
+    return refit_step(dg, fit, reconstruct) if reconstruct is not None else refine
 
 
 def _check_choices(allocate: str, optimize: str) -> None:
@@ -138,14 +160,16 @@ def sensitivity_ladder(dg, scores: Scores, options: SelectionOptions, batches: l
 
 def plan_pruning(dg, criterion: str | ImportanceOptions = "l2", options: SelectionOptions | None = None,
                  calib=None, *, allocate: str = "uniform", optimize: str = "macs", refine: Refine | None = None,
-                 sensitivity_ratios: Iterable[float] = DEFAULT_RATIOS,
+                 reconstruct: ReconstructOptions | None = None, sensitivity_ratios: Iterable[float] = DEFAULT_RATIOS,
                  progress: Callable[[str], None] = lambda message: None) -> Plan:
     """Score the prunable groups by ``criterion`` (a name or ImportanceOptions), select units by ``options`` and
     return the Plan. ``calib``: calibration data (see ``compute_importance``; a list is taken as batches).
 
     ``allocate="sensitivity"``: per-group ratios from measured sensitivity (module doc), ordered by MACs or, with
-    ``optimize="latency"``, by measured latency saved; ``refine`` (e.g. reconstruction) runs on every measured
-    candidate; ``sensitivity_ratios``: the ratios each group is measured at."""
+    ``optimize="latency"``, by measured latency saved; ``refine`` (any PruneResult -> PruneResult step) or
+    ``reconstruct`` (least-squares refit on the calibration data, see ``onnxprune.reconstruct``) runs on every
+    measured candidate; ``sensitivity_ratios``: the ratios each group is measured at. ``calib`` may also be a
+    ``onnxprune.data.Calibration`` (its fitting part is used)."""
     options = options or SelectionOptions()
     _check_choices(allocate, optimize)
     if allocate == "uniform":
@@ -153,10 +177,11 @@ def plan_pruning(dg, criterion: str | ImportanceOptions = "l2", options: Selecti
     if options.target_params is not None:
         raise ValueError("sensitivity allocation searches a MACs budget; target_params is not supported with it")
     importance = _importance(criterion, options)
-    batches = calibration_feeds(dg, calib, importance)
+    batches, _ = split_calibration(dg, calib, importance, 0.0)
     scores = compute_importance(dg, importance, calib=batches)
     notes = [f"group {gid}: {note}" for gid, note in sorted(scores.notes.items())]
     scores = _prunable_scores(dg, scores, options, notes)
+    refine = _refine(dg, batches, refine, reconstruct)
     ladder, _ = sensitivity_ladder(dg, scores, options, batches, refine, optimize, sensitivity_ratios, notes,
                                    progress)
     if not ladder.levels:
@@ -181,23 +206,26 @@ def plan_pruning(dg, criterion: str | ImportanceOptions = "l2", options: Selecti
 
 def plan_for_target(dg, target: AccuracyTarget, criterion: str | ImportanceOptions = "l2",
                     options: SelectionOptions | None = None, calib=None, *, allocate: str = "uniform",
-                    optimize: str = "macs", refine: Refine | None = None, held_out: float = 0.25,
+                    optimize: str = "macs", refine: Refine | None = None,
+                    reconstruct: ReconstructOptions | None = None, held_out: float = 0.2,
                     sensitivity_ratios: Iterable[float] = DEFAULT_RATIOS,
                     progress: Callable[[str], None] = lambda message: None) -> tuple[Plan, TargetResult]:
     """The most pruning whose outputs on held-out calibration data meet ``target``: (Plan, TargetResult).
 
-    The calibration batches are split (``split_batches``: the last ``held_out`` fraction is held out); importance
-    and sensitivity use the rest, and every candidate of the search is measured on the held-out part only. The
+    The calibration data is split (``split_calibration``: ``held_out`` of it is held out); importance, sensitivity
+    and ``reconstruct`` (or ``refine``) use the rest, and every candidate of the search is measured on the
+    held-out part only. The
     global level searched is the uniform ratio (``allocate="uniform"``) or the number of sensitivity-allocation
     steps. When even the smallest step misses, ``TargetResult.reached`` is False and the Plan is empty (the CLI
     exits 1). ``options.target_macs`` / ``target_params`` are ignored here."""
     options = options or SelectionOptions()
     _check_choices(allocate, optimize)
     importance = _importance(criterion, options)
-    fit, held = split_batches(calibration_feeds(dg, calib, importance), held_out)
+    fit, held = split_calibration(dg, calib, importance, held_out)
     scores = compute_importance(dg, importance, calib=fit if importance.criterion in DATA_CRITERIA else None)
     notes = [f"group {gid}: {note}" for gid, note in sorted(scores.notes.items())]
     scores = _prunable_scores(dg, scores, options, notes)
+    refine = _refine(dg, fit, refine, reconstruct)
     if allocate == "sensitivity":
         ladder, _ = sensitivity_ladder(dg, scores, options, fit, refine, optimize, sensitivity_ratios, notes,
                                        progress)

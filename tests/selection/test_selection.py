@@ -152,3 +152,17 @@ def test_measure_counts_the_pruned_graph():
     assert params - params2 == 2 * 3 + 2 * 5
     assert macs - macs2 == 36 * (2 * 3 + 2 * 5)
     assert isinstance(dg.tensors["wa"], gs.Constant)
+
+
+def test_group_ratios_give_each_listed_group_its_own_ratio():
+    dg = two_branches()
+    ga, gb = dg.group_of("wa", 0)[0], dg.group_of("wb", 0)[0]
+    scores = {ga.id: np.arange(8, 0, -1.0), gb.id: np.arange(16, 0, -1.0)}
+    plan = select(dg, scores, SelectionOptions(ratio=0.5, group_ratios={ga.id: 0.25}))
+    assert plan == {ga.id: [6, 7], gb.id: list(range(8, 16))}  # gb is not listed: it gets ratio
+    plan = select(dg, scores, SelectionOptions(ratio=0.0, group_ratios={gb.id: 0.75}, max_ratio=0.5))
+    assert plan == {gb.id: list(range(8, 16))}  # caps still hold
+    plan = select(dg, scores, SelectionOptions(ratio=0.25, global_ranking=True, group_ratios={ga.id: 0.0}))
+    assert ga.id not in plan and len(plan[gb.id]) == 4  # listed groups stay out of the global ranking
+    with pytest.raises(ValueError, match="group"):
+        SelectionOptions(group_ratios={ga.id: 1.0})

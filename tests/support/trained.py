@@ -59,16 +59,22 @@ def _mlp(widths: tuple[int, ...]) -> nn.Sequential:
 
 
 def train_mlp(widths: tuple[int, ...], epochs: int = 60, seed: int = 0) -> nn.Sequential:
-    """An MLP 64 -> widths -> 10 trained with Adam on the train split (full batch 1000, ``epochs`` x 8 steps)."""
-    torch.manual_seed(seed)
-    model = _mlp(tuple(widths))
-    x, y = (torch.from_numpy(a) for a in digits_data().train)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(epochs):
-        for batch in torch.randperm(len(x)).split(125):
-            optimiser.zero_grad()
-            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-            optimiser.step()
+    """An MLP 64 -> widths -> 10 trained with Adam on the train split (batches of 125, ``epochs`` x 8 steps), on one
+    thread: these matrices are tiny, and on a busy machine several threads made training 30 times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        model = _mlp(tuple(widths))
+        x, y = (torch.from_numpy(a) for a in digits_data().train)
+        optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(epochs):
+            for batch in torch.randperm(len(x)).split(125):
+                optimiser.zero_grad()
+                nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+                optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()
 
 
