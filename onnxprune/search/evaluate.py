@@ -93,14 +93,18 @@ class Evaluator:
 
     def __call__(self, groups: dict[int, list[int]]) -> Measurement:
         """Measure one candidate (PruneError when the plan cannot be applied)."""
+        return self.measure(groups)[0]
+
+    def measure(self, groups: dict[int, list[int]]) -> tuple[Measurement, PruneResult | None]:
+        """The candidate's measurement and the candidate itself as measured (refined; None for an empty plan)."""
         self.calls += 1
         if not groups:
-            return self.original
+            return self.original, None
         result = self.prune(groups)
         session = make_session(result.exported, self.provider)
         outputs = [session.run(None, feeds) for feeds in self.batches]
-        return Measurement(self._compare(outputs), count_macs(result.graph),
-                           count_params(result.graph), self._time(session))
+        return Measurement(self._compare(outputs), count_macs(result.graph), count_params(result.graph),
+                           self._time(session)), result
 
     def _compare(self, outputs: list[list[np.ndarray]]) -> OutputMetrics:
         return compare_outputs(self.reference, outputs, self.names)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from onnxprune.apply import PruneResult
 from onnxprune.errors import PruneError
 from onnxprune.search.allocation import Allocation
 from onnxprune.search.evaluate import Evaluator, Measurement, macs_after
@@ -68,6 +69,8 @@ class TargetResult:
     reached: whether a measured candidate met the target. measurement: the chosen candidate's (or, when not
     reached, the smallest step's) measurement on the evaluator's data; original: the unpruned model's.
     trials: every candidate measured, in order. message: one human line saying what was reached.
+    pruned: the chosen candidate as it was measured (refined when the evaluator has a refine step): the model to
+    write, so a reconstruction need not run again.
     """
 
     groups: dict[int, list[int]]
@@ -79,6 +82,7 @@ class TargetResult:
     group_ratios: dict[int, float] | None = None
     trials: list[dict] = field(default_factory=list)
     message: str = ""
+    pruned: PruneResult | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         """JSON-ready form (the ``--report`` entry)."""
@@ -108,16 +112,20 @@ def search_accuracy(ladder: Ladder, evaluator: Evaluator, target: AccuracyTarget
     target.check(evaluator.original.metrics)
     trials: list[dict] = []
     measured: dict[int, Measurement] = {}
+    kept: dict[int, PruneResult | None] = {}  # the highest rung that held so far, as measured
 
     def ok(i: int) -> bool:
         groups = ladder.plan(i)
         try:
-            measurement = evaluator(groups)
+            measurement, pruned = evaluator.measure(groups)
         except PruneError as exc:
             trials.append({ladder.name: ladder.levels[i], "error": str(exc), "holds": False})
             return False
         measured[i] = measurement
         holds = target.holds(measurement.metrics)
+        if holds and all(i > k for k in kept):
+            kept.clear()
+            kept[i] = pruned
         trials.append({ladder.name: ladder.levels[i], **measurement.to_dict(), "holds": holds})
         progress(f"{ladder.name} {ladder.levels[i]:g}: {measurement.metrics.format()}, MACs "
                  f"{measurement.macs / max(evaluator.original.macs, 1):.1%} -> {'meets' if holds else 'misses'} "
@@ -135,7 +143,7 @@ def search_accuracy(ladder: Ladder, evaluator: Evaluator, target: AccuracyTarget
     message = (f"target {target.describe()} met at {ladder.name} {ladder.levels[best]:g}: {chosen.metrics.format()}"
                f"; MACs {chosen.macs / max(evaluator.original.macs, 1):.1%} of the original")
     return TargetResult(ladder.plan(best), ladder.levels[best], ladder.name, True, chosen, evaluator.original,
-                        ladder.ratios(best), trials, message)
+                        ladder.ratios(best), trials, message, kept.get(best))
 
 
 def search_macs(dg, ladder: Ladder, fraction: float) -> tuple[int, dict[int, list[int]], int]:
