@@ -53,6 +53,15 @@ class Consumer:
     removed_out: np.ndarray
     out_axis: int = 0
     groups: int = 1
+    source_groups: int = 1
+
+    def bind(self, source: gs.Node) -> None:
+        """Remember what the design of the original model's input needs from the original node ``source``."""
+        self.source_groups = int(source.attrs.get("group", 1))
+
+    def design_original(self, x: np.ndarray) -> np.ndarray:
+        """Design rows of the original model's input ``x``, grouped like the pruned node's (see ``design``)."""
+        return self.design(x)
 
     def design(self, x: np.ndarray) -> np.ndarray:
         """Design rows ``[rows, groups, features]`` of activation ``x`` (pruned or original)."""
@@ -124,6 +133,16 @@ class ConvConsumer(Consumer):
     @property
     def expansion(self) -> int:
         return math.prod(self.weight.values.shape[2:])
+
+    def design_original(self, x: np.ndarray) -> np.ndarray:
+        if self.source_groups == self.groups:
+            return self.design(x)
+        # whole groups went (depthwise): keep the input channels of the groups whose outputs are kept
+        cout = self.weight.values.shape[0] + len(self.removed_out)
+        kept = np.setdiff1d(np.arange(cout), self.removed_out)
+        groups = np.unique(kept // (cout // self.source_groups))
+        width = x.shape[1] // self.source_groups
+        return self.design(x[:, (groups[:, None] * width + np.arange(width)).reshape(-1)])
 
     def matrices(self, weight, bias):
         cout = weight.shape[0]
@@ -274,7 +293,7 @@ def consumer_for(node: gs.Node, removed: dict[ChannelAxis, np.ndarray]) -> Consu
     inputs = [t for t in node.inputs if isinstance(t, gs.Variable)]
     pruned = [t for t in inputs if t.shape is not None and any(ChannelAxis(t.name, a) in removed
                                                                for a in range(len(t.shape)))]
-    if not pruned or node.op in PER_CHANNEL:
+    if not pruned or node.op in PER_CHANNEL or (node.op.startswith("Reduce") and not _reduces_pruned(node, removed)):
         return None
     x = node.inputs[0]
     if node.op in ("Conv", "Gemm", "MatMul", "LSTM", "GRU") and (not isinstance(x, gs.Variable) or x not in pruned):
@@ -312,6 +331,18 @@ def consumer_for(node: gs.Node, removed: dict[ChannelAxis, np.ndarray]) -> Consu
     kind = {"Conv": ConvConsumer, "Gemm": GemmConsumer, "MatMul": MatMulConsumer}.get(node.op, RecurrentConsumer)
     groups = int(node.attrs.get("group", 1)) if node.op == "Conv" else 1
     return kind(node, x.name, axis, weight, np.asarray(removed_out), out_axis, groups)
+
+
+def _reduces_pruned(node: gs.Node, removed: dict[ChannelAxis, np.ndarray]) -> bool:
+    """Whether a Reduce* node sums over a pruned axis of its input (unknown axes count as yes)."""
+    x = node.inputs[0]
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > 1 and isinstance(node.inputs[1], gs.Constant):
+        axes = np.asarray(node.inputs[1].values).reshape(-1).tolist()
+    if axes is None or x.shape is None:
+        return True
+    rank = len(x.shape)
+    return any(ChannelAxis(x.name, a % rank) in removed for a in axes)
 
 
 def find_consumers(graph: gs.Graph, removed: dict[ChannelAxis, np.ndarray]) -> tuple[list[Consumer], list[str]]:

@@ -117,8 +117,8 @@ def levels(graph: gs.Graph, consumers: list[Consumer]) -> dict[int, list[Consume
     return dict(found)
 
 
-def _accumulate(consumer: Consumer, gram: GramAccumulator | None, xp: np.ndarray, xo: np.ndarray,
-                budget: int) -> GramAccumulator:
+def _accumulate(consumer: Consumer, gram: GramAccumulator | None, target: np.ndarray, xp: np.ndarray,
+                xo: np.ndarray, budget: int) -> GramAccumulator:
     axis = consumer.batch_axis
     count = xo.shape[axis]
     per_sample = max(1, xo.size // max(count, 1) * consumer.expansion)
@@ -126,9 +126,9 @@ def _accumulate(consumer: Consumer, gram: GramAccumulator | None, xp: np.ndarray
     for start in range(0, count, step):
         part = range(start, min(start + step, count))
         a = consumer.design(np.take(xp, part, axis=axis))
-        b = consumer.design(np.take(xo, part, axis=axis))
+        b = consumer.design_original(np.take(xo, part, axis=axis))
         if gram is None:
-            gram = GramAccumulator(a.shape[1], a.shape[2], b.shape[2])
+            gram = GramAccumulator(target, a.shape[2])
         gram.add(a, b)
     return gram
 
@@ -153,13 +153,15 @@ def reconstruct(dg: DependencyGraph, result: PruneResult, calib, options: Recons
     for level, group in sorted(levels(graph, consumers).items()):
         names = sorted({c.x for c in group})
         current = export_graph(graph, dg.loaded)
+        targets = {id(c): _target(c, sources[id(c.node)]) for c in group}
         grams: dict[int, GramAccumulator | None] = {id(c): None for c in group}
         for xp, xo in zip(collect(current, names, dtypes, calibration.fit),
                           collect(original, names, dtypes, calibration.fit)):
             for c in group:
-                grams[id(c)] = _accumulate(c, grams[id(c)], xp[c.x], xo[c.x], options.chunk_elements)
+                grams[id(c)] = _accumulate(c, grams[id(c)], targets[id(c)], xp[c.x], xo[c.x],
+                                           options.chunk_elements)
         for c in group:
-            fits.append(_refit(graph, c, sources[id(c.node)], grams[id(c)], level, options))
+            fits.append(_refit(graph, c, grams[id(c)], level, options))
     graph.cleanup()
     graph.toposort()
     refit = PruneResult(graph=graph, removed=result.removed, plan=result.plan, loaded=result.loaded)
@@ -168,14 +170,19 @@ def reconstruct(dg: DependencyGraph, result: PruneResult, calib, options: Recons
     return Reconstruction(refit, fits, notes, calibration, before, after, time.perf_counter() - started, options)
 
 
-def _refit(graph: gs.Graph, consumer: Consumer, source: gs.Node, gram: GramAccumulator, level: int,
-           options: ReconstructOptions) -> LayerFit:
+def _target(consumer: Consumer, source: gs.Node) -> np.ndarray:
+    """The original node's weights and bias of the kept outputs, as [g, out, fb+1]."""
+    consumer.bind(source)
     weight, bias = consumer.kept_original(np.asarray(source.inputs[1].values), consumer.bias(source))
-    target = augmented(*consumer.matrices(weight, bias))
+    return augmented(*consumer.matrices(weight, bias))
+
+
+def _refit(graph: gs.Graph, consumer: Consumer, gram: GramAccumulator, level: int,
+           options: ReconstructOptions) -> LayerFit:
     pruned = augmented(*consumer.matrices(np.asarray(consumer.weight.values), consumer.bias(consumer.node)))
-    matrix = solve(gram, target, pruned, options.method, options.alpha)
-    before, energy = squared_error(gram, target, pruned)
-    after, _ = squared_error(gram, target, matrix)
+    matrix = solve(gram, pruned, options.method, options.alpha)
+    before, energy = squared_error(gram, pruned)
+    after, _ = squared_error(gram, matrix)
     consumer.write(graph, matrix[..., :-1], matrix[..., -1])
     scale = energy if energy > 0 else 1.0
     return LayerFit(consumer.node.name, consumer.node.op, level, gram.rows, before / scale, after / scale)
