@@ -16,6 +16,7 @@ from torch import nn
 from onnxprune.analysis import DependencyGraph, analyse_model
 from onnxprune.axes import ChannelAxis
 from onnxprune.selection import Plan, read_plan_json
+from onnxprune.torch.attention import convert
 from onnxprune.torch.mapping import Locator, Mapping, TorchMappingError
 
 # Attribute names of attention modules (ours, transformers') holding head counts, head sizes and their products,
@@ -102,6 +103,7 @@ def apply_removed(module: nn.Module, dg: DependencyGraph, removed: MappingType[C
     before = {name: _snapshot(m) for name, m in module.named_modules()}
     _slice(module, cuts, result)
     _fix_attributes(module, cuts, before, hints, result)
+    _check_consistent(module, cuts)
     return result
 
 
@@ -159,7 +161,8 @@ def _slice(module: nn.Module, cuts: dict[str, dict[int, np.ndarray]], result: To
 def _snapshot(m: nn.Module) -> dict:
     keys = ("in_channels", "out_channels", "groups", "num_features", "num_channels", "num_groups", "in_features",
             "out_features", "normalized_shape", "num_embeddings", "embedding_dim", "hidden_size", "input_size",
-            "num_parameters", "embed_dim", "kdim", "vdim", "all_head_size") + _HEADS + _KV_HEADS + _HEAD_DIM
+            "num_parameters", "embed_dim", "kdim", "vdim", "all_head_size", "split_size", "nf")
+    keys += _HEADS + _KV_HEADS + _HEAD_DIM
     return {k: getattr(m, k) for k in keys if isinstance(getattr(m, k, None), (int, tuple))}
 
 
@@ -224,8 +227,27 @@ def _fix_attributes(module: nn.Module, cuts: dict[str, dict[int, np.ndarray]], b
             _set(result, name, m, "num_parameters", m.weight.numel())
         elif isinstance(m, nn.RNNBase):
             _fix_rnn(name, m, result)
+        elif isinstance(getattr(m, "nf", None), int) and getattr(m, "weight", None) is not None:
+            _set(result, name, m, "nf", int(m.weight.shape[1]))  # transformers' Conv1D: weight [in, out]
     for name, m in modules.items():
         _fix_heads(name, m, cuts, before.get(name, {}), result)
+        if isinstance(m, nn.MultiheadAttention) and any(c.startswith(f"{name}.") or not name for c in cuts):
+            _fix_mha(name, m, cuts, result)
+
+
+def _fix_mha(name: str, m: nn.MultiheadAttention, cuts: dict, result: TorchPruneResult) -> None:
+    prefix = f"{name}." if name else ""
+    size = m.embed_dim
+    if m._qkv_same_embed_dim:
+        rows = cuts.get(f"{prefix}in_proj_weight", {}).get(0, np.zeros(0, dtype=np.int64))
+        parts = [rows[(rows >= k * size) & (rows < (k + 1) * size)] - k * size for k in range(3)]
+    else:
+        parts = [cuts.get(f"{prefix}{p}_proj_weight", {}).get(0, np.zeros(0, dtype=np.int64)) for p in "qkv"]
+    try:
+        changes = convert(m, *parts)
+    except ValueError as exc:
+        raise TorchMappingError(f"{name}: {exc}") from None
+    result.attributes.setdefault(name, {}).update(changes)
 
 
 def _first_size(m: nn.Module, attrs: tuple[str, ...]) -> int | None:
@@ -263,11 +285,16 @@ def _fix_heads(name: str, m: nn.Module, cuts: dict, old: dict, result: TorchPrun
     for attrs, children in ((_HEADS, _Q), (_KV_HEADS, _K)):
         count = _attr(m, attrs)
         child = next((c for c in children if isinstance(getattr(m, c, None), nn.Linear)), None)
-        if count is None or child is None:
+        prefix = f"{name}." if name else ""
+        if child is not None:
+            rows = cuts.get(f"{prefix}{child}.weight", {}).get(0)
+        elif attrs is _HEADS and isinstance(old.get("split_size"), int) and hasattr(m, "c_attn"):
+            child = "c_attn"  # transformers' GPT-2: packed q|k|v Conv1D, weight [in, 3 * split_size]
+            rows = cuts.get(f"{prefix}c_attn.weight", {}).get(1)
+            rows = rows[rows < old["split_size"]] if rows is not None else None
+        else:
             continue
-        key = f"{name}.{child}.weight" if name else f"{child}.weight"
-        rows = cuts.get(key, {}).get(0)
-        if rows is None or not len(rows):
+        if count is None or rows is None or not len(rows):
             continue
         size = old[head_dim]
         per_head = np.bincount(rows // size, minlength=old[count])
@@ -278,8 +305,34 @@ def _fix_heads(name: str, m: nn.Module, cuts: dict, old: dict, result: TorchPrun
         else:
             raise TorchMappingError(f"{name}.{child}: the plan removes {per_head.tolist()} rows per head; torch "
                                     "attention needs whole heads or the same count in every head")
+    if isinstance(old.get("split_size"), int) and hasattr(m, "c_attn"):
+        _set(result, name, m, "split_size", getattr(m, heads) * getattr(m, head_dim))
     if isinstance(getattr(m, "all_head_size", None), int):
         _set(result, name, m, "all_head_size", getattr(m, heads) * getattr(m, head_dim))
     kv = _attr(m, _KV_HEADS)
     if kv is not None and isinstance(getattr(m, "num_key_value_groups", None), int):
         _set(result, name, m, "num_key_value_groups", getattr(m, heads) // getattr(m, kv))
+
+
+def _check_consistent(module: nn.Module, cuts: dict) -> None:
+    """Every per-output-channel tensor of a sliced Conv/Linear/norm module has the width of its weight; a tensor the
+    plan did not reach (an exporter merged it with another equal constant) is an error naming it."""
+    touched = {name.rpartition(".")[0] for name in cuts}
+    for name, m in module.named_modules():
+        if name not in touched:
+            continue
+        weight = getattr(m, "weight", None)
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and m.bias is not None:
+            out = weight.shape[1] * m.groups if getattr(m, "transposed", False) else weight.shape[0]
+            pairs = [("bias", m.bias.shape[0], out)]
+        elif isinstance(m, nn.modules.batchnorm._NormBase):
+            pairs = [(p, getattr(m, p).shape[0], m.num_features) for p in ("weight", "bias", "running_mean",
+                                                                           "running_var")
+                     if isinstance(getattr(m, p, None), torch.Tensor)]
+        else:
+            continue
+        for attr, got, want in pairs:
+            if got != want:
+                raise TorchMappingError(f"{name}.{attr} has {got} entries but the module now has {want} channels: "
+                                        "the plan did not reach it (was it merged with an equal constant by the "
+                                        "exporter? give such parameters distinct values before exporting)")

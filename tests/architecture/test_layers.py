@@ -27,7 +27,7 @@ LAYERS = [
     ("onnxprune.search",),
     ("onnxprune.report",),
     ("onnxprune.pipeline",),
-    ("onnxprune.cli", "onnxprune.models"),
+    ("onnxprune.cli", "onnxprune.models", "onnxprune.torch"),
     ("onnxprune",),  # the package's __init__: the public API over everything
 ]
 # Function-level imports of our own modules that are not about layers: optional dependencies (torch for models/).

@@ -1,0 +1,140 @@
+"""Back to PyTorch (issue 13 item 5): torch -> ONNX -> prune -> ``onnxprune.torch.apply_plan`` on the torch module
+-> the pruned torch module computes what the pruned ONNX model computes (1e-4 relative), and exports again.
+
+Default run: a representative few (folded BatchNorm, depthwise, LSTM, attention heads) with both exporters;
+``-m slow``: every zoo model, both exporters, BatchNormalization kept and folded."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from onnxprune import models
+from onnxprune.analysis import AnalysisOptions, analyse_model
+from onnxprune.apply import apply_plan as prune_onnx
+from onnxprune.runtime.sessions import make_session
+from onnxprune.search import plan_pruning
+from onnxprune.selection import SelectionOptions
+from onnxprune.torch import TorchMappingError, apply_plan, torchscript_scope
+
+FEW = ["resnet_basic", "mobilenet_v2", "lstm_text_bi", "vit"]
+# Models whose torch code cannot express every plan the ONNX side allows (see ``plan_for``).
+TRANSFORMERS = set(models.names("transformer"))
+
+
+def plan_for(path: str, transformer: bool):
+    """The plan of the round trip: half of every group (L2). Transformers are analysed with whole-head groups
+    (factor_policy 'leading', half the heads): our models/ attention computes its softmax scale as
+    1/sqrt(head_dim) at run time, so removing positions *within* heads changes the torch function (the ONNX graph
+    keeps the old scale as a constant), and LLaMA's rotary tables are computed from head_dim at run time too."""
+    dg = analyse_model(path, options=AnalysisOptions(factor_policy="leading") if transformer else None)
+    plan = plan_pruning(dg, "l2", SelectionOptions(ratio=0.5, heads_ratio=0.5 if transformer else None))
+    return dg, plan.bind(dg)
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-12))
+
+
+def torch_outputs(module: nn.Module, args) -> np.ndarray:
+    with torch.no_grad():
+        return module(*args).numpy()
+
+
+def reexport(spec: models.ModelSpec, module: nn.Module, exporter: str, args) -> np.ndarray:
+    """Export the pruned module again with ``exporter`` and run it in onnxruntime."""
+    buffer = io.BytesIO()
+    if exporter == "torchscript":
+        torch.onnx.export(module, args, buffer, dynamo=False, input_names=list(spec.input_names),
+                          output_names=list(spec.output_names), dynamic_axes=spec.dynamic_axes, opset_version=17)
+        proto = buffer.getvalue()
+    else:
+        program = torch.onnx.export(module, args, dynamo=True, optimize=False, verbose=False, report=False,
+                                    input_names=list(spec.input_names), output_names=list(spec.output_names))
+        proto = program.model_proto.SerializeToString()
+    session = make_session(__import__("onnx").load_from_string(proto))
+    return session.run(None, {n: a.numpy() for n, a in zip(spec.input_names, args)})[0]
+
+
+def round_trip(exported_model, name: str, exporter: str, keep_bn: bool, check_export: bool = True) -> None:
+    spec = models.ZOO[name]
+    path = exported_model(name, exporter, keep_bn)
+    dg, plan = plan_for(path, name in TRANSFORMERS)
+    assert any(len(u) for u in plan.groups.values()), f"{name}: the plan prunes nothing"
+    pruned = prune_onnx(dg, plan.groups)
+    session = make_session(pruned.exported)
+    module = spec.build()
+    args = spec.example_inputs()
+    before = torch_outputs(module, args)
+    result = apply_plan(module, plan)
+    assert result.sliced, f"{name}: nothing sliced in torch"
+    expected = session.run(None, {n: a.numpy() for n, a in zip(spec.input_names, args)})[0]
+    got = torch_outputs(module, args)
+    assert got.shape == expected.shape
+    assert relative_error(got, expected) < 1e-4, f"{name} ({exporter}, keep_bn={keep_bn}):\n{result.summary()}"
+    assert relative_error(before, expected) > 1e-4, "pruning changed nothing: the comparison cannot fail"
+    if check_export:
+        with torch.no_grad(), __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("ignore")
+            again = reexport(spec, module, exporter, args)
+        assert relative_error(again, got) < 1e-4
+
+
+@pytest.mark.parametrize("exporter", models.EXPORTERS)
+@pytest.mark.parametrize("name", FEW)
+def test_round_trip_few(exported_model, name, exporter):
+    round_trip(exported_model, name, exporter, keep_bn=False, check_export=exporter == "torchscript")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keep_bn", [True, False])
+@pytest.mark.parametrize("exporter", models.EXPORTERS)
+@pytest.mark.parametrize("name", list(models.ZOO))
+def test_round_trip_zoo(exported_model, name, exporter, keep_bn):
+    round_trip(exported_model, name, exporter, keep_bn)
+
+
+def test_folded_batchnorm_is_sliced_with_its_conv(exported_model):
+    """TorchScript with constant folding names Conv weights ``onnx::Conv_NN`` and folds BN into them: the conv is
+    found from the node scope and the BN from the folded values, and both lose the same channels."""
+    path = exported_model("resnet_basic", "torchscript", False)
+    dg, plan = plan_for(path, False)
+    module = models.ZOO["resnet_basic"].build()
+    result = apply_plan(module, plan)
+    assert result.folded_bn["conv1"] == "bn1"
+    assert module.conv1.out_channels == module.bn1.num_features == module.bn1.running_mean.shape[0] < 8
+    assert module.layers[0].conv1.in_channels == module.conv1.out_channels
+
+
+def test_plan_json_round_trip(exported_model, tmp_path):
+    """The plan as JSON (its ``initializers`` section) plus the original model path gives the same slicing."""
+    path = exported_model("lstm_text", "dynamo", False)
+    dg, plan = plan_for(path, False)
+    plan.save(tmp_path / "plan.json", dg)
+    a, b = models.ZOO["lstm_text"].build(), models.ZOO["lstm_text"].build()
+    apply_plan(a, plan)
+    apply_plan(b, str(tmp_path / "plan.json"), path)
+    assert a.lstm.hidden_size == b.lstm.hidden_size < 32
+    for (na, ta), (nb, tb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert na == nb and torch.equal(ta, tb)
+
+
+def test_other_weights_are_refused(exported_model):
+    """A module whose weights are not the exported ones: refused, naming the initializer."""
+    path = exported_model("resnet_basic", "torchscript", False)
+    _, plan = plan_for(path, False)
+    torch.manual_seed(5)
+    module = models.cnn.resnet_basic().eval()
+    with pytest.raises(TorchMappingError, match="differs from the torch weight|no torch parameter or buffer matches"):
+        apply_plan(module, plan)
+
+
+def test_torchscript_scope_names():
+    assert torchscript_scope("/layer1/layer1.0/conv1/Conv") == ["layer1", "layer1.0", "layer1.0.conv1"]
+    assert torchscript_scope("/layers/layers.1/downsample/downsample.0/Conv") == [
+        "layers", "layers.1", "layers.1.downsample", "layers.1.downsample.0"]
+    assert torchscript_scope("/Conv") == []
