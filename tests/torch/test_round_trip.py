@@ -138,3 +138,32 @@ def test_torchscript_scope_names():
     assert torchscript_scope("/layers/layers.1/downsample/downsample.0/Conv") == [
         "layers", "layers.1", "layers.1.downsample", "layers.1.downsample.0"]
     assert torchscript_scope("/Conv") == []
+
+
+def test_apply_plan_command(exported_model, tmp_path):
+    """The click command (registered by onnxprune.cli as ``apply-plan``): module from MODULE:NAME, plan JSON in,
+    whole pruned module out, equal to what the Python call gives."""
+    from click.testing import CliRunner
+
+    from onnxprune.torch import apply_plan_command
+
+    path = exported_model("resnet_basic", "torchscript", False)
+    dg, plan = plan_for(path, False)
+    plan.save(tmp_path / "plan.json", dg)
+    out = tmp_path / "pruned.pt"
+    result = CliRunner().invoke(apply_plan_command, [path, str(tmp_path / "plan.json"), "--module",
+                                                     "onnxprune.models.cnn:resnet_basic", "-o", str(out)])
+    assert result.exit_code == 1, result.output  # resnet_basic() is built with other seeds than the export
+    assert "no torch parameter or buffer matches" in result.output or "differs" in result.output
+    weights = tmp_path / "weights.pt"
+    torch.save(models.ZOO["resnet_basic"].build().state_dict(), weights)
+    result = CliRunner().invoke(apply_plan_command, [path, str(tmp_path / "plan.json"), "--module",
+                                                     "onnxprune.models.cnn:resnet_basic", "--weights", str(weights),
+                                                     "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "folded BatchNorms" in result.output
+    pruned = torch.load(out, weights_only=False)
+    reference = models.ZOO["resnet_basic"].build()
+    apply_plan(reference, plan)
+    args = models.ZOO["resnet_basic"].example_inputs()
+    assert np.array_equal(torch_outputs(pruned.eval(), args), torch_outputs(reference, args))
