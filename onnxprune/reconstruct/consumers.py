@@ -296,7 +296,11 @@ def consumer_for(node: gs.Node, removed: dict[ChannelAxis, np.ndarray]) -> Consu
     if not pruned or node.op in PER_CHANNEL or (node.op.startswith("Reduce") and not _reduces_pruned(node, removed)):
         return None
     x = node.inputs[0]
-    if node.op in ("Conv", "Gemm", "MatMul", "LSTM", "GRU") and (not isinstance(x, gs.Variable) or x not in pruned):
+    if node.op in ("LSTM", "GRU") and x not in pruned:
+        return None  # only its initial states lost units: they are per unit, nothing mixes them
+    if node.op == "MatMul" and all(isinstance(t, gs.Variable) for t in node.inputs):
+        return "both operands are activations (an attention path)"
+    if node.op in ("Conv", "Gemm", "MatMul") and (not isinstance(x, gs.Variable) or x not in pruned):
         return "its pruned input is not the data input"
     if node.op == "Conv":
         axis, wi, out_axis = 1, 1, 0
@@ -311,8 +315,6 @@ def consumer_for(node: gs.Node, removed: dict[ChannelAxis, np.ndarray]) -> Consu
         return REASONS.get(node.op, f"{node.op} mixes channels in a way onnxprune does not refit")
     if ChannelAxis(x.name, axis) not in removed:
         return None
-    if node.op == "MatMul" and isinstance(node.inputs[1], gs.Variable):
-        return "both operands are activations (an attention path)"
     weight = _constant_weight(node, wi)
     if isinstance(weight, str):
         return weight
