@@ -6,7 +6,8 @@
 For each model (``models.real_width_spec``: torchvision's layouts, random weights, 224x224 images, batch 1) the
 script exports a TorchScript ONNX file with BatchNormalization kept (``do_constant_folding=False``: the graph keeps
 its BN nodes and, for ViT, the ``Transpose(W)`` of every Linear weight, as an unoptimised export does), then times
-in this process, best of ``--repeats``:
+in this process, best of ``--repeats``, as CPU seconds of the process (torch on one thread; onnxprune's onnxruntime
+sessions use their default threads, which CPU time counts too):
 
 - onnxprune: ``analyse_model(path)`` and the channel-group listing (what ``onnxprune groups`` does, minus printing
   and interpreter start-up; everything from reading the file is included);
@@ -16,7 +17,7 @@ in this process, best of ``--repeats``:
 Torch-Pruning traces one forward pass with autograd on; on this CPU that pass at 224x224 is most of its time, so
 the table also gives its time less one such forward pass (timed alone, best of the same repeats): the graph work
 proper. It also runs ``onnxprune groups FILE`` once in a child process and subtracts the time of a child that only
-imports the CLI (``cli s`` column: start-up subtracted, one run, so noisier than the in-process figure).
+imports the CLI (``cli s`` column: wall seconds, start-up subtracted, one run, so noisier than the in-process figure).
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from onnxprune.analysis import analyse_model
 
 
 def best_of(repeats: int, fn) -> tuple[float, object]:
-    """Smallest wall time of ``repeats`` calls of ``fn`` and the last result."""
+    """Smallest CPU time of this process (all its threads) over ``repeats`` calls of ``fn``, and the last result.
+    CPU time, not wall time: on a shared machine the wall clock measures the neighbours as much as the code."""
     best, result = float("inf"), None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         result = fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return best, result
 
 
@@ -63,7 +65,7 @@ def forward_seconds(model: torch.nn.Module, example: tuple, repeats: int) -> flo
     return best_of(repeats, lambda: model(*example))[0]
 
 
-def cli_seconds(path: str) -> float:
+def cli_seconds(path: str) -> float:  # wall time: CPU time of a child is not this process's
     """Wall time of ``onnxprune groups path`` in a child minus that of a child that only imports the CLI (NaN when
     the CLI fails)."""
     def run(args: list[str]) -> float:
@@ -87,7 +89,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--label", default="", help="a word for the code measured (before/after), in the table")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(1)  # CPU time of one thread: the same work measure on both sides
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models:
@@ -108,7 +110,8 @@ def main() -> None:
     import onnxprune
 
     lines = [f"onnxprune {onnxprune.__version__} {args.label}".rstrip() + f" vs Torch-Pruning {tp.__version__}, "
-             f"torch {torch.__version__}, {os.cpu_count()} CPU cores; best of {args.repeats} runs in one process",
+             f"torch {torch.__version__}, {os.cpu_count()} CPU cores; CPU seconds, best of {args.repeats} runs in one "
+             "process",
              "", "| model | file MB | ONNX nodes | onnxprune groups | onnxprune s | cli s | TP groups | TP s | "
              "TP s less its forward | onnxprune / TP | onnxprune / (TP less forward) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -127,6 +127,38 @@ def _describe(table: np.ndarray) -> str:
     return f"{k} indices each"
 
 
+def _by_signature(axis_of: np.ndarray, starts: np.ndarray, ends: np.ndarray, n_axes: int) -> list[list[int]]:
+    """Components (slices ``starts[c]:ends[c]`` of ``axis_of``, sorted by axis) grouped by their axis sequence, in
+    order of first appearance. Vectorised: components are bucketed by two random hashes of their axis multiset and
+    length, and each bucket is checked element by element (so a hash collision can never merge two groups)."""
+    rng = np.random.default_rng(0)
+    lengths = ends - starts
+    keys = [lengths]
+    for _ in range(2):
+        weights = rng.integers(1, 2**63 - 1, size=n_axes, dtype=np.int64).astype(np.uint64)
+        keys.append(np.add.reduceat(weights[axis_of], starts))
+    _, first, inverse = np.unique(np.stack(keys, axis=1), axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(first, kind="stable")  # buckets in order of their first component
+    members = np.argsort(inverse, kind="stable")
+    cuts = np.cumsum(np.bincount(inverse, minlength=len(first)))[:-1]
+    buckets = np.split(members, cuts)
+    result: list[list[int]] = []
+    for b in order:
+        comps = buckets[b]
+        length = int(lengths[comps[0]])
+        rows = axis_of[starts[comps][:, None] + np.arange(length)]
+        same = np.all(rows == rows[0], axis=1)
+        if same.all():
+            result.append(comps.tolist())
+            continue
+        split: dict[bytes, list[int]] = {}  # a collision: fall back to exact keys for this bucket
+        for c, row in zip(comps, rows):
+            split.setdefault(row.tobytes(), []).append(int(c))
+        result += list(split.values())
+    return result
+
+
 class DependencyGraph:
     """The analysed model: its graph, handler records, and every Group found."""
 
@@ -162,13 +194,11 @@ class DependencyGraph:
         cuts = np.flatnonzero(np.diff(labels)) + 1
         starts = np.concatenate([[0], cuts])
         ends = np.concatenate([cuts, [len(labels)]])
-        by_signature: dict[bytes, list[int]] = {}
-        for c, (s, e) in enumerate(zip(starts, ends)):
-            by_signature.setdefault(axis_of[s:e].tobytes(), []).append(c)
+        by_signature = _by_signature(axis_of, starts, ends, len(axes))
         producers = {ax: k for k, ax in enumerate(record.producers)}
         self._producers = producers
         groups = []
-        for comps in by_signature.values():
+        for comps in by_signature:
             s0, e0 = starts[comps[0]], ends[comps[0]]
             cols = axis_of[s0:e0]
             rows = np.stack([index_of[starts[c]:ends[c]] for c in comps])
