@@ -81,6 +81,12 @@ def measure_resnet50(out_dir: str, samples: int = 256) -> dict:
             "drift_after": rec.drift_after}
 
 
+READING = ("Notes: 'notes' counts consumers of pruned channels that were not refit (the transformer's LayerNorms "
+           "over the pruned hidden axis and its attention score/value MatMuls); their loss is left to the next "
+           "refit layer. The LSTM's removed hidden units also leave its own recurrence (R and the gates' state), "
+           "which is not refit (only the next LSTM's input weights W and the classifier are), hence its larger drop. "
+           "Latency ratios of these tiny models at batch 64 include onnxruntime's per-node overhead, which pruning "
+           "does not shrink, and the machine was shared while timing.")
 HEADER = ("| model | ratio | original | pruned | reconstructed | MACs ratio | latency ratio | refit s | layers refit "
           "| notes |\n|---|---|---|---|---|---|---|---|---|---|")
 
@@ -90,31 +96,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(trained.RECIPES))
     parser.add_argument("--resnet50", action="store_true")
+    parser.add_argument("--resnet50-samples", type=int, default=256)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--append", action="store_true", help="append to --out instead of writing it anew")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     out_dir = tempfile.mkdtemp(prefix="onnxprune-accuracy-")
     print(HEADER, flush=True)
     rows = [row for name in args.models for row in measure_model(name, out_dir)]
-    big = measure_resnet50(out_dir) if args.resnet50 else None
+    big = measure_resnet50(out_dir, args.resnet50_samples) if args.resnet50 else None
     if big:
         print(big, flush=True)
     if args.out:
-        load = max((r["other_load"] or 0.0) for r in rows)
-        lines = [f"# Accuracy kept by reconstruction ({platform.machine()}, {os.cpu_count()} CPUs, onnxruntime CPU)",
-                 "", "`python -m benchmarks.accuracy" + (" --resnet50" if big else "") + f" --out {args.out}`", "",
+        load = max([r["other_load"] or 0.0 for r in rows] + [0.0])
+        title = f"# Accuracy kept by reconstruction ({platform.machine()}, {os.cpu_count()} CPUs, onnxruntime CPU)"
+        lines = [] if args.append else [title,
+                 "", f"`python -m benchmarks.accuracy --out {args.out}`", "",
                  "Test accuracy on each task's test split (digits: 597 images; synthetic tasks: 600 samples); "
                  "l2, one ratio for every group; reconstruction: ridge (alpha 1e-3), 256 calibration samples "
                  "from the training split fit, 64 held out. Latency ratio = pruned / original, batch 64, paired "
                  f"runs (other processes used up to {load:.0%} of the CPU while timing: latencies are noisy).", "",
-                 HEADER, *[_row(r) for r in rows], ""]
+                 HEADER, *[_row(r) for r in rows], "", READING, ""]
         if big:
+            command = f"python -m benchmarks.accuracy --models --resnet50 --resnet50-samples {big['samples']}"
             lines += ["## ResNet-50 at real widths (224x224, random weights, ratio 0.3)", "",
+                      f"`{command} --out {args.out} --append`", "",
                       f"{big['samples']} random calibration samples ({big['fit']} fit), {big['layers']} layers refit "
                       f"in {big['levels']} levels: {big['seconds']:.0f} s, peak numpy/Python memory "
                       f"{big['peak_mb']:.0f} MiB (the calibration array alone is {big['data_mb']:.0f} MiB; "
                       "onnxruntime's own memory is not counted).", ""]
-        with open(args.out, "w") as f:
+        with open(args.out, "a" if args.append else "w") as f:
             f.write("\n".join(lines))
 
 
