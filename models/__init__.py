@@ -10,7 +10,8 @@ so one export plus an onnxruntime run costs milliseconds (TorchScript) to about 
 Transformers (kind "transformer", see ``models.transformers``): hidden 32, 4 heads of 8 (GQA: 2 KV heads), MLP 64,
 2 layers. Token models take ``input_ids`` (and BERT's ``attention_mask``) with dynamic batch *and* sequence axes in
 both exporters; image models have a dynamic batch only, since their sequence length follows from the image size.
-``names("cnn", "rnn")`` lists the models of given kinds.
+``names("cnn", "rnn")`` lists the models of given kinds; kind "real" holds architectures at published widths
+(``models.real_exports``: ShuffleNetV2 1.0x, ``nn.TransformerEncoderLayer`` encoders), kept out of the sweeps.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import onnx
 import torch
 from torch import nn
 
-from . import cnn, mobile, norm, real_width, recurrent, transformers
+from . import cnn, mobile, norm, real_exports, real_width, recurrent, transformers
 
 __all__ = ["ModelSpec", "ZOO", "ExportError", "export", "export_variants", "export_all", "deep_spec", "resnet50_spec",
            "real_width_spec", "REAL_WIDTH", "EXPORTERS"]
@@ -251,6 +252,27 @@ _SPECS = [
     _transformer("hf_llama", _hf("llama"), transformers.HF_INPUTS["llama"], "transformers LlamaForCausalLM "
                  "(random weights, eager attention, GQA 4/2 heads, no cache), logits", {0: "batch", 1: "seq"},
                  kv_heads=transformers.KV_HEADS, native=False),
+]
+
+def _images64(batch: int = 2) -> tuple[torch.Tensor, ...]:
+    return (torch.randn(batch, 3, 64, 64, generator=torch.Generator().manual_seed(batch)),)
+
+
+def _encoder(batch_first: bool) -> ModelSpec:
+    axes = {"tokens": {0 if batch_first else 1: "batch"}, "output": {0: "batch"}}
+    return ModelSpec(f"torch_encoder{'_bf' if batch_first else ''}",
+                     _builder(lambda: real_exports.TransformerEncoderClassifier(batch_first)), _tokens(batch_first),
+                     ("tokens",), axes, "real",
+                     description=f"Embedding -> 2 nn.TransformerEncoderLayer (d_model 32, 4 heads, packed "
+                                 f"in-projection, batch_first={batch_first}) -> mean -> Linear",
+                     extra={"hidden": 32, "heads": 4, "head_dim": 8, "mlp": 64, "layers": 2})
+
+
+_SPECS += [  # issue 8: architectures as published (models.real_exports)
+    ModelSpec("shufflenet_v2_x1_0", _builder(real_exports.ShuffleNetV2), _images64, ("x",), _BATCH, "real",
+              description="ShuffleNetV2 1.0x as torchvision writes it (24, 116/232/464, 1024) on 3x64x64"),
+    _encoder(True),
+    _encoder(False),
 ]
 
 ZOO: dict[str, ModelSpec] = {s.name: s for s in _SPECS}

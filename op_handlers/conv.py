@@ -19,11 +19,13 @@ DEPTHWISE_MULTIPLE = 8
 GROUPED_MULTIPLE = 16
 
 
-def _prologue(node, ctx: AnalysisContext, out_axis_of_w: int):
+def _prologue(node, ctx: AnalysisContext, out_axis_of_w: int, inputs: tuple = (0, 1, 2)):
     """What Conv and ConvTranspose share: a weight of static shape (a constant, or computed from one, as
-    DequantizeLinear of a quantized weight), batch/spatial axes, the bias, the producer axis.
+    DequantizeLinear of a quantized weight), batch/spatial axes, the bias, the producer axis. ``inputs``: the
+    positions of x, w and the bias (None: no bias), which quantized convs place elsewhere.
     Returns (x, w, y, x channel axis, y channel axis) or None when the node is blocked."""
-    x, w, b, y = ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)
+    x, w, y = ctx.input(inputs[0]), ctx.input(inputs[1]), ctx.output(0)
+    b = ctx.input(inputs[2]) if inputs[2] is not None else None
     if ctx.numel(w) is None:
         ctx.block_all(f"{node.op} weight has no static shape")
         return None
@@ -38,10 +40,13 @@ def _prologue(node, ctx: AnalysisContext, out_axis_of_w: int):
 
 @register("Conv")
 class ConvHandler(OpHandler):
-    """Y[N, Cout, ...] = X[N, Cin, ...] * W[Cout, Cin/group, k...] + B[Cout]."""
+    """Y[N, Cout, ...] = X[N, Cin, ...] * W[Cout, Cin/group, k...] + B[Cout]. Subclasses for quantized convs set
+    where x, w and the bias are among the inputs."""
+
+    inputs: tuple = (0, 1, 2)  # x, w, bias (None: the op has no bias)
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
-        found = _prologue(node, ctx, out_axis_of_w=0)
+        found = _prologue(node, ctx, out_axis_of_w=0, inputs=self.inputs)
         if found is None:
             return
         x, w, y, x_ch, y_ch = found
@@ -63,13 +68,13 @@ class ConvHandler(OpHandler):
             ctx.prefer_multiple(w_out, GROUPED_MULTIPLE * group)
 
     def rewrite(self, node, ctx: RewriteContext) -> None:
-        w = ctx.input(1)
+        w = ctx.input(self.inputs[1])
         group = int(ctx.attr("group", 1))
         if group > 1 and ctx.shape(w)[1] == 1:
-            ctx.set_attr("group", ctx.new_size(ctx.input(0), 1))
+            ctx.set_attr("group", ctx.new_size(ctx.input(self.inputs[0]), 1))
 
     def macs(self, node, ctx: ShapeView) -> int:
-        w, y = ctx.shape(ctx.input(1)), ctx.shape(ctx.output(0))
+        w, y = ctx.shape(ctx.input(self.inputs[1])), ctx.shape(ctx.output(0))
         return static_product(y[1:]) * static_product(w[1:])
 
 

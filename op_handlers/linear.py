@@ -43,10 +43,13 @@ class GemmHandler(OpHandler):
 
 @register("MatMul")
 class MatMulHandler(OpHandler):
-    """Y[..., M, N] = A[..., M, K] @ B[..., K, N] with numpy batch broadcasting (1-D operands as in numpy)."""
+    """Y[..., M, N] = A[..., M, K] @ B[..., K, N] with numpy batch broadcasting (1-D operands as in numpy).
+    Subclasses for quantized matmuls set where A and B are among the inputs."""
+
+    inputs: tuple = (0, 1)  # A, B
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
-        a, b, y = ctx.input(0), ctx.input(1), ctx.output(0)
+        a, b, y = ctx.input(self.inputs[0]), ctx.input(self.inputs[1]), ctx.output(0)
         ra, rb, ry = ctx.rank(a), ctx.rank(b), ctx.rank(y)
         ctx.identity(ctx.axis(a, ra - 1), ctx.axis(b, max(rb - 2, 0)))
         if rb >= 2:
@@ -70,7 +73,7 @@ class MatMulHandler(OpHandler):
             _label_heads(ctx, a, b)
 
     def macs(self, node, ctx: ShapeView) -> int:
-        a = ctx.shape(ctx.input(0))
+        a = ctx.shape(ctx.input(self.inputs[0]))
         return static_product(ctx.shape(ctx.output(0))) * static_product([a[-1]])  # dynamic K (over T) counts 1
 
 

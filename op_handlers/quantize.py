@@ -1,4 +1,5 @@
-"""Quantisation: QDQ pairs are elementwise, so QDQ models prune like float ones; integer-arithmetic ops are refused.
+"""Quantisation: QDQ pairs and DynamicQuantizeLinear are elementwise, so QDQ and dynamically quantized models prune
+like float ones (integer convs and matmuls: ``integer``; DynamicQuantizeLSTM: ``quantized_recurrent``).
 
 QuantizeLinear y = saturate(round(x / scale) + zero_point) and DequantizeLinear y = (x - zero_point) * scale keep
 every axis of x. A per-axis scale and zero point (1-D, along x's ``axis``) follow that axis and are sliced with the
@@ -12,8 +13,6 @@ from __future__ import annotations
 from onnxprune.op_handlers.common import couple_identity_all
 
 from onnxprune.handlers import AnalysisContext, OpHandler, register
-
-INTEGER_OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear")
 
 
 @register("QuantizeLinear")
@@ -48,11 +47,11 @@ class DequantizeLinearHandler(QuantizeLinearHandler):
         return [0]
 
 
-@register(*INTEGER_OPS)
-class IntegerOpHandler(OpHandler):
-    """Y = integer conv/matmul of quantized X and W (QLinearConv, ConvInteger, ...): refused with the reason and
-    what to do instead."""
+@register("DynamicQuantizeLinear")
+class DynamicQuantizeLinearHandler(OpHandler):
+    """Y, y_scale, y_zero_point = DynamicQuantizeLinear(X): uint8 with one scale and zero point computed from
+    min(0, min X) and max(0, max X). Y keeps every axis of X; the scale and zero point are scalars. Because the
+    range always holds 0, channels the oracle zeroes leave it as pruning them does: the quantization is exact."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
-        ctx.block_all(f"quantized op {node.op} is not supported (prune the float model, or a QDQ-format "
-                      "quantization of it, then quantize)")
+        couple_identity_all(ctx, ctx.input(0), ctx.output(0))

@@ -210,11 +210,12 @@ class OracleContext(ShapeView):
         """Indices removed from ``tensor``'s ``axis`` by the plan."""
         return self._removed.get(ChannelAxis(tensor.name, axis), np.empty(0, dtype=np.int64))
 
-    def zero_input(self, i: int, axis: int, indices: np.ndarray) -> None:
-        """Replace constant input ``i`` by a copy whose ``indices`` along ``axis`` are zero."""
+    def zero_input(self, i: int, axis: int, indices: np.ndarray, fill: np.ndarray | float = 0) -> None:
+        """Replace constant input ``i`` by a copy whose ``indices`` along ``axis`` are zero, or ``fill`` (what
+        stands for zero: a quantized weight's zero point, broadcast over the selected entries)."""
         old = self.node.inputs[i]
         values = np.array(old.values, copy=True)
         index = [slice(None)] * values.ndim
         index[axis] = np.asarray(indices, dtype=np.int64)
-        values[tuple(index)] = 0
+        values[tuple(index)] = fill
         self.node.inputs[i] = gs.Constant(fresh_name(self._graph, old.name), values)

@@ -20,7 +20,7 @@ from onnxprune.ir.shape_view import ShapeView, UnknownShape
 from onnxprune.ir.shapes import _check_shapes, infer_shapes, refresh_shapes, set_input_shapes
 from onnxprune.ir.weight_folding import fold_weight_nodes
 
-_MAX_FOLD_ROUNDS = 6
+_MAX_FOLD_ROUNDS = 64  # each ShuffleNetV2 unit's shuffle target needs the previous unit's shapes: one round per unit
 
 
 @dataclass

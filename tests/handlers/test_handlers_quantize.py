@@ -92,39 +92,61 @@ def test_blocked_quantization_is_refused_with_the_reason():
 
 
 @pytest.mark.parametrize("op_type", ["QLinearConv", "ConvInteger"])
-def test_integer_ops_are_refused_as_quantized_ops(op_type):
+def test_integer_convs_couple_like_conv_and_match_the_oracle(op_type):
     inputs = {"QLinearConv": "xq, xs, xz, wq, ws, wz, ys, yz", "ConvInteger": "xq, wq, xz, wz"}[op_type]
     out = "yq" if op_type == "QLinearConv" else "yi"
     out_type = "uint8" if op_type == "QLinearConv" else "int32"
+    per_axis = op_type == "QLinearConv"  # onnxruntime's ConvInteger takes a per-tensor weight zero point only
+    wz_type = "uint8[2]" if per_axis else "uint8"
     dg = analyse(header(opset=13) + f"""
     agraph (float[N,3,8,8] x) => ({out_type}[N,2,8,8] {out}) <float[4,3,1,1] w, float xs, uint8 xz, uint8[2,4,1,1] wq,
-                                                  float ws, uint8 wz, float ys, uint8 yz> {{
+                                                  {wz_type} wz, float[2] ws, float ys, uint8 yz> {{
       h = Conv (x, w)
       xq = QuantizeLinear (h, xs, xz)
       {out} = {op_type} ({inputs})
-    }}""", xs=np.array(0.1, np.float32), xz=np.array(128, np.uint8), wq=np.full((2, 4, 1, 1), 130, np.uint8),
-                 ws=np.array(0.01, np.float32), wz=np.array(128, np.uint8), ys=np.array(0.1, np.float32),
-                 yz=np.array(128, np.uint8))
+    }}""", xs=np.array(0.1, np.float32), xz=np.array(128, np.uint8),
+                 wq=RNG.integers(0, 256, (2, 4, 1, 1)).astype(np.uint8),
+                 wz=np.array([120, 135] if per_axis else 131, np.uint8),
+                 ws=np.array([0.01, 0.02], np.float32), ys=np.array(0.1, np.float32), yz=np.array(128, np.uint8))
     g = group_of(dg, "w", 0)
-    assert not g.prunable
-    assert any(r.startswith(f"quantized op {op_type} is not supported") for r in g.blocked_reasons)
+    assert {("h", 1), ("xq", 1), ("wq", 1)} <= member_axes(g) and g.prunable and g.exact
+    if per_axis:  # the zero point follows the weight's output channel (an output of the graph: protected)
+        assert ("wq", 0) in member_axes(group_of(dg, "wz", 0)) and not group_of(dg, "wz", 0).prunable
+    check_all_prunable(dg, expect=1)
 
 
 @pytest.mark.parametrize("op_type,line", [
     ("QLinearMatMul", "y = QLinearMatMul (hq, hs, hz, bq, bs, bz, hs, hz)"),
     ("MatMulInteger", "y = MatMulInteger (hq, bq, hz, bz)"),
-    ("DynamicQuantizeLinear", "y, ys, yz = DynamicQuantizeLinear (h)"),
+    ("DynamicQuantizeLinear", "d, ds, dz = DynamicQuantizeLinear (h)\n      y = MatMulInteger (d, bq, dz, bz)"),
 ])
-def test_integer_matmuls_and_dynamic_quantization_are_refused(op_type, line):
+def test_integer_matmuls_and_dynamic_quantization_prune_exactly(op_type, line):
     out = {"QLinearMatMul": "uint8[N,2] y", "MatMulInteger": "int32[N,2] y",
-           "DynamicQuantizeLinear": "uint8[N,4] y, float ys, uint8 yz"}[op_type]
+           "DynamicQuantizeLinear": "int32[N,2] y"}[op_type]
     dg = analyse(header(opset=13) + f"""
-    agraph (float[N,3] x) => ({out}) <float[3,4] w, float hs, uint8 hz, uint8[4,2] bq, float bs, uint8 bz> {{
+    agraph (float[N,3] x) => ({out}) <float[3,4] w, float hs, uint8 hz, uint8[4,2] bq, float[2] bs, uint8[2] bz> {{
       h = MatMul (x, w)
       hq = QuantizeLinear (h, hs, hz)
       {line}
-    }}""", hs=np.array(0.1, np.float32), hz=np.array(128, np.uint8), bq=np.full((4, 2), 130, np.uint8),
-                 bs=np.array(0.01, np.float32), bz=np.array(128, np.uint8))
+    }}""", hs=np.array(0.1, np.float32), hz=np.array(128, np.uint8),
+                 bq=RNG.integers(0, 256, (4, 2)).astype(np.uint8), bs=np.array([0.01, 0.02], np.float32),
+                 bz=np.array([127, 131], np.uint8))
     g = group_of(dg, "w", 1)
+    expected = {("h", 1), ("bq", 0)} | ({("d", 1)} if op_type == "DynamicQuantizeLinear" else {("hq", 1)})
+    assert expected <= member_axes(g) and g.prunable and g.exact
+    check_all_prunable(dg, expect=1)
+
+
+def test_per_axis_activation_scale_of_qlinearconv_is_refused_with_the_reason():
+    dg = analyse(header(opset=13) + """
+    agraph (float[N,3,8,8] x) => (uint8[N,2,8,8] yq) <float[4,3,1,1] w, float[4] xs, uint8[4] xz, int8[2,4,1,1] wq,
+                                                      float ws, int8 wz, float ys, uint8 yz> {
+      h = Conv (x, w)
+      xq = QuantizeLinear (h, xs, xz)
+      yq = QLinearConv (xq, xs, xz, wq, ws, wz, ys, yz)
+    }""", xs=np.full(4, 0.1, np.float32), xz=np.full(4, 128, np.uint8), wq=_qweight(2, 4, 1, 1),
+                 ws=np.array(0.01, np.float32), wz=np.array(0, np.int8), ys=np.array(0.1, np.float32),
+                 yz=np.array(128, np.uint8))
+    g = group_of(dg, "w", 0)
     assert not g.prunable
-    assert any(r.startswith(f"quantized op {op_type} is not supported") for r in g.blocked_reasons), g.blocked_reasons
+    assert any(r.startswith("per-axis activation quantization ('xs') is not supported") for r in g.blocked_reasons)
