@@ -171,7 +171,12 @@ class Locator:
                 found = self._by_value(name, value, scope)
                 if found is not None:
                     return found
-        if value.size and np.all(value == value.reshape(-1)[0]):
+        constant = bool(value.size) and bool(np.all(value == value.reshape(-1)[0]))
+        if not constant and "" not in tried:  # a tensor used at the root scope (LLaMA's inv_freq[None, :])
+            found = self._by_value(name, value, "")
+            if found is not None:
+                return found
+        if constant:
             scope = next((s for n in consumers for s in self._scope_modules(n)), None)
             return Mapping(name, module=scope, how="exporter constant (one repeated value), nothing to slice",
                            exporter_constant=True)

@@ -26,6 +26,7 @@ _KV_HEADS = ("num_kv_heads", "num_key_value_heads")
 _HEAD_DIM = ("head_dim", "attention_head_size")
 _Q = ("q", "q_proj", "query")
 _K = ("k", "k_proj", "key")
+_V = ("v", "v_proj", "value")
 
 
 @dataclass
@@ -101,9 +102,21 @@ def apply_removed(module: nn.Module, dg: DependencyGraph, removed: MappingType[C
                 cuts[target.name][target.axis] = np.unique(part)
                 origin[key] = name
     before = {name: _snapshot(m) for name, m in module.named_modules()}
-    _slice(module, cuts, result)
-    _fix_attributes(module, cuts, before, hints, result)
-    _check_consistent(module, cuts)
+    saved = [(m, m.__class__, dict(m.__dict__), dict(m._parameters), dict(m._buffers)) for m in module.modules()]
+    try:
+        _slice(module, cuts, result)
+        _fix_attributes(module, cuts, before, hints, result)
+        _check_consistent(module, cuts)
+    except Exception:  # leave the module as it was: no half-pruned model
+        for m, cls, state, params, buffers in saved:
+            m.__class__ = cls
+            m.__dict__.clear()
+            m.__dict__.update(state)
+            m._parameters.clear()
+            m._parameters.update(params)
+            m._buffers.clear()
+            m._buffers.update(buffers)
+        raise
     return result
 
 
@@ -229,8 +242,10 @@ def _fix_attributes(module: nn.Module, cuts: dict[str, dict[int, np.ndarray]], b
             _fix_rnn(name, m, result)
         elif isinstance(getattr(m, "nf", None), int) and getattr(m, "weight", None) is not None:
             _set(result, name, m, "nf", int(m.weight.shape[1]))  # transformers' Conv1D: weight [in, out]
+    rotary = next((n for n, m in modules.items() if isinstance(getattr(m, "inv_freq", None), torch.Tensor)
+                   and f"{n}.inv_freq" not in cuts), None)  # rotary tables not sliced with the heads
     for name, m in modules.items():
-        _fix_heads(name, m, cuts, before.get(name, {}), result)
+        _fix_heads(name, m, cuts, before.get(name, {}), result, rotary)
         if isinstance(m, nn.MultiheadAttention) and any(c.startswith(f"{name}.") or not name for c in cuts):
             _fix_mha(name, m, cuts, result)
 
@@ -276,11 +291,11 @@ def _attr(m: nn.Module, names: tuple[str, ...]) -> str | None:
     return next((n for n in names if isinstance(getattr(m, n, None), int)), None)
 
 
-def _fix_heads(name: str, m: nn.Module, cuts: dict, old: dict, result: TorchPruneResult) -> None:
+def _fix_heads(name: str, m: nn.Module, cuts: dict, old: dict, result: TorchPruneResult, rotary: str | None) -> None:
     """Attention modules: head counts and head sizes from the rows their q/k projections lost (whole heads removed:
     fewer heads; the same positions in every head: smaller heads)."""
     heads, head_dim = _attr(m, _HEADS), _attr(m, _HEAD_DIM)
-    if heads is None or head_dim is None:
+    if head_dim is None:
         return
     for attrs, children in ((_HEADS, _Q), (_KV_HEADS, _K)):
         count = _attr(m, attrs)
@@ -290,23 +305,50 @@ def _fix_heads(name: str, m: nn.Module, cuts: dict, old: dict, result: TorchPrun
             rows = cuts.get(f"{prefix}{child}.weight", {}).get(0)
         elif attrs is _HEADS and isinstance(old.get("split_size"), int) and hasattr(m, "c_attn"):
             child = "c_attn"  # transformers' GPT-2: packed q|k|v Conv1D, weight [in, 3 * split_size]
-            rows = cuts.get(f"{prefix}c_attn.weight", {}).get(1)
-            rows = rows[rows < old["split_size"]] if rows is not None else None
+            packed = cuts.get(f"{prefix}c_attn.weight", {}).get(1)
+            rows = packed[packed < old["split_size"]] if packed is not None else None
         else:
             continue
-        if count is None or rows is None or not len(rows):
+        if rows is None or not len(rows):
             continue
         size = old[head_dim]
-        per_head = np.bincount(rows // size, minlength=old[count])
+        total = old["split_size"] if child == "c_attn" else result.sliced[f"{prefix}{child}.weight"][0][0]
+        per_head = np.bincount(rows // size, minlength=total // size)
         if np.all((per_head == 0) | (per_head == size)):
-            _set(result, name, m, count, old[count] - int(np.sum(per_head == size)))
+            if count is not None:  # else the module reshapes with -1 heads (transformers' LLaMA)
+                _set(result, name, m, count, old[count] - int(np.sum(per_head == size)))
         elif np.all(per_head == per_head[0]):
+            v_child = next((c for c in _V if isinstance(getattr(m, c, None), nn.Linear)), None)
+            v_rows = cuts.get(f"{prefix}{v_child}.weight", {}).get(0) if v_child else None
+            if child == "c_attn":
+                v_child, v_rows = "c_attn (its v part)", packed[packed >= 2 * old["split_size"]]
+            v_total = old["split_size"] if child == "c_attn" else \
+                result.sliced.get(f"{prefix}{v_child}.weight", ([size],))[0][0] if v_child else size
+            v_count = len(v_rows) * size // v_total if v_rows is not None else 0
+            if v_child is not None and v_count != int(per_head[0]):
+                raise TorchMappingError(f"{name}: the plan removes {int(per_head[0])} positions within every head of "
+                                        f"{child} but {v_count} of {v_child}; {type(m).__name__} has one head "
+                                        f"size ({head_dim}) for q, k and v, so it cannot hold this plan (prune whole "
+                                        "heads: analyse with factor_policy='leading' and select with heads_ratio)")
+            if not isinstance(getattr(m, "scaling", getattr(m, "scale", None)), float):
+                raise TorchMappingError(f"{name}: the plan removes {int(per_head[0])} positions within every head, "
+                                        f"but {type(m).__name__} keeps no softmax scale attribute ('scaling' or "
+                                        "'scale'): if it computes 1/sqrt(head_dim) at run time, the smaller heads "
+                                        "change its function (the ONNX graph keeps the original scale); prune whole "
+                                        "heads (factor_policy='leading', heads_ratio) or give it a fixed scale")
+            if rotary:
+                raise TorchMappingError(f"{name}: the plan removes {int(per_head[0])} positions within every head, "
+                                        f"but the module has rotary embeddings ({rotary} holds inv_freq), whose "
+                                        "tables torch computes from head_dim at run time; prune whole heads "
+                                        "(factor_policy='leading', heads_ratio)")
             _set(result, name, m, head_dim, size - int(per_head[0]))
         else:
             raise TorchMappingError(f"{name}.{child}: the plan removes {per_head.tolist()} rows per head; torch "
                                     "attention needs whole heads or the same count in every head")
-    if isinstance(old.get("split_size"), int) and hasattr(m, "c_attn"):
+    if heads is not None and isinstance(old.get("split_size"), int) and hasattr(m, "c_attn"):
         _set(result, name, m, "split_size", getattr(m, heads) * getattr(m, head_dim))
+    if heads is None:
+        return
     if isinstance(getattr(m, "all_head_size", None), int):
         _set(result, name, m, "all_head_size", getattr(m, heads) * getattr(m, head_dim))
     kv = _attr(m, _KV_HEADS)

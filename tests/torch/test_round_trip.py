@@ -167,3 +167,17 @@ def test_apply_plan_command(exported_model, tmp_path):
     apply_plan(reference, plan)
     args = models.ZOO["resnet_basic"].example_inputs()
     assert np.array_equal(torch_outputs(pruned.eval(), args), torch_outputs(reference, args))
+
+
+def test_within_head_plan_on_one_head_size_module_is_refused_and_leaves_it_whole(exported_model):
+    """transformers' BertSelfAttention has one head size for q, k and v; a plan that removes positions within the
+    q/k heads only cannot be held by it: refused, naming the module, and the module is left as it was."""
+    path = exported_model("hf_bert", "torchscript", True)
+    dg = analyse_model(path)  # factor_policy 'largest': q/k positions within heads
+    plan = plan_pruning(dg, "l2", SelectionOptions(ratio=0.5)).bind(dg)
+    module = models.ZOO["hf_bert"].build()
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.raises(TorchMappingError, match="one head size"):
+        apply_plan(module, plan)
+    assert module.model.encoder.layer[0].attention.self.attention_head_size == 8
+    assert all(torch.equal(state[k], v) for k, v in module.state_dict().items())
