@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from onnxprune.runtime import make_session
+
 from . import ModelSpec, export
 from .transformers import PreNormBlock
 
@@ -44,8 +46,6 @@ class TrainedModel:
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, input_name: str, batch: int = 256) -> float:
     """Top-1 accuracy of ``model`` (a path, ModelProto or ExportedModel) on (x, y), run by onnxruntime."""
-    from onnxprune.runtime import make_session  # models/ sits above the core; this keeps torch-free imports cheap
-
     session = make_session(model, "cpu")
     predictions = [session.run(None, {input_name: x[s:s + batch]})[0].argmax(axis=1) for s in range(0, len(x), batch)]
     return float(np.mean(np.concatenate(predictions) == y))
