@@ -131,7 +131,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         return any(t.name in overridable for t in node.inputs)
 
     learned = True  # whether the last shape refresh changed a tensor's shape or type
-    for round_ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
+    for _ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
         before = (len(graph.nodes), _shape_signature(graph))
         fold_static_values(graph)
         fold_weight_nodes(graph, model.opset_import, model.ir_version, keep)  # lazily; gs folds what it leaves
@@ -143,8 +143,6 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
             graph.cleanup(remove_unused_graph_inputs=False).toposort()
         except Exception as exc:  # a cycle, or a graph gs cannot rebuild
             raise ModelLoadError(f"cannot process the graph: {exc}") from None
-        if round_ > 0 and len(graph.nodes) == before[0]:
-            break  # nothing folded: the graph is the one whose shapes the last round inferred
         folded = _shape_signature(graph, dtypes=True)
         refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
         learned = _shape_signature(graph, dtypes=True) != folded
