@@ -2,7 +2,20 @@
 fine-tuned in the framework (``apply_plan``), and the ``apply-plan`` command that does it from the shell.
 
 Requires torch (the ``models`` extra). Modules are found from the exported names: parameter names where the
-exporter kept them, otherwise the node scopes both exporters write, with values checked (mapping.py)."""
+exporter kept them, otherwise the node scopes both exporters write, with values checked (mapping.py).
+
+What cannot round-trip (refused with a TorchMappingError naming the module; the module is left untouched):
+- positions removed *within* heads of an attention module that computes its softmax scale from ``head_dim`` at run
+  time (models/ ``Attention``: no ``scale``/``scaling`` attribute): the ONNX graph keeps 1/sqrt(original head_dim);
+- within-head removal on q/k but not v (or the reverse) in modules with one head size for q, k and v
+  (transformers' BERT/ViT/GPT-2/LLaMA attention);
+- within-head removal with rotary embeddings whose ``inv_freq`` the plan did not slice;
+- a multi-layer ``nn.LSTM``/``nn.GRU`` whose layers the plan leaves with different hidden sizes (torch keeps one
+  ``hidden_size``); LSTM ``proj_size``;
+- a tensor the exporter merged with another equal constant (so the plan did not reach it: models/ gives constant
+  parameters seeded noise for this reason).
+``nn.MultiheadAttention`` ties its input, q/k, v and output widths to one ``embed_dim``; a pruned one becomes a
+``PrunedMultiheadAttention`` (same parameters and call) whose forward takes each width from its own weights."""
 
 from onnxprune.torch.attention import PrunedMultiheadAttention
 from onnxprune.torch.command import apply_plan_command, load_module
