@@ -15,6 +15,7 @@ from onnxprune.op_handlers import (  # noqa: F401
     recurrent,
     reshape,
     resize_pad,
+    scatter,
     sequence,
     shape_ops,
     softmax,

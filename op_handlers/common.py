@@ -48,10 +48,14 @@ def axes_argument(ctx: ShapeView, input_index: int, attr: str = "axes") -> list[
 def _blocks(a: list, b: list) -> list[tuple[list[int], list[int]]] | None:
     """Split two shapes of equal element count into minimal runs of dims with equal products.
 
-    Size-1 dims form their own runs; a dynamic dim must face a dynamic dim. None if the shapes cannot be aligned.
+    Size-1 dims form their own runs; a dynamic dim must face a dynamic dim. Consecutive dynamic dims that face a
+    different number of dynamic dims ([B, C, H, W] -> [B, C, H*W], dynamic H/W) form one run: sound when there is
+    only one such run, since the static runs around it align, so its products agree by the element count. None if
+    the shapes cannot be aligned.
     """
     i = j = 0
     runs = []
+    merged_dynamic = 0
     while i < len(a) or j < len(b):
         if i < len(a) and a[i] == 1:
             runs.append(([i], []))
@@ -66,9 +70,15 @@ def _blocks(a: list, b: list) -> list[tuple[list[int], list[int]]] | None:
         if not is_static(a[i]) or not is_static(b[j]):
             if is_static(a[i]) or is_static(b[j]):
                 return None
-            runs.append(([i], [j]))
-            i += 1
-            j += 1
+            ia, jb = _dynamic_run(a, i), _dynamic_run(b, j)
+            if len(ia) == len(jb) or a[i] == b[j]:
+                ia, jb = [i], [j]
+            else:
+                merged_dynamic += 1
+                if merged_dynamic > 1:
+                    return None
+            runs.append((ia, jb))
+            i, j = ia[-1] + 1, jb[-1] + 1
             continue
         ia, jb, pa, pb = [i], [j], a[i], b[j]
         i += 1
@@ -88,6 +98,14 @@ def _blocks(a: list, b: list) -> list[tuple[list[int], list[int]]] | None:
                 j += 1
         runs.append((ia, jb))
     return runs
+
+
+def _dynamic_run(shape: list, start: int) -> list[int]:
+    """Indices of the consecutive dynamic dims of ``shape`` from ``start`` on."""
+    end = start
+    while end < len(shape) and not is_static(shape[end]):
+        end += 1
+    return list(range(start, end))
 
 
 def _blocks_merging_dynamic(a: list, b: list) -> list[tuple[list[int], list[int]]] | None:

@@ -5,22 +5,39 @@ its channel axes, so pruning them changes the other channels' values (not mask-e
 from __future__ import annotations
 
 import numpy as np
+import onnx_graphsurgeon as gs
 from onnxprune.op_handlers.common import couple_identity_all
 
 from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, register
 
 
+def _shared(tensor) -> bool:
+    """A constant that other nodes read too (the dynamo exporter writes one ones/zeros pair for every GroupNorm
+    spelled Reshape -> InstanceNormalization -> Reshape): coupling it would tie all those norms into one group."""
+    return isinstance(tensor, gs.Constant) and len(tensor.outputs) > 1
+
+
 @register("BatchNormalization", "InstanceNormalization")
 class PerChannelNormHandler(OpHandler):
-    """Y = scale[c] * normalise(X)[c] + B[c]: every per-channel input and output follows X's axis 1."""
+    """Y = scale[c] * normalise(X)[c] + B[c]: every per-channel input and output follows X's axis 1. A per-channel
+    constant shared with other nodes is not coupled: this node gets its own sliced copy when X's axis 1 shrinks."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, y = ctx.input(0), ctx.output(0)
         channel = ctx.axis(x, 1)
         couple_identity_all(ctx, x, y)
-        for tensor in [t for t in node.inputs[1:] if t.name] + [t for t in node.outputs[1:] if t.name]:
+        for tensor in [t for t in node.inputs[1:] if t.name and not _shared(t)] + \
+                [t for t in node.outputs[1:] if t.name]:
             ctx.identity(ctx.axis(tensor, 0), channel)
         ctx.nonchannel_tensor(x, [0, *range(2, ctx.rank(x))])
+
+    def rewrite(self, node, ctx: RewriteContext) -> None:
+        x = ctx.input(0)
+        if not len(ctx.removed(x, 1)):
+            return
+        for i, tensor in enumerate(node.inputs[1:], start=1):
+            if tensor.name and _shared(tensor) and ctx.size(tensor, 0) == ctx.old_size(x, 1):
+                ctx.set_input_values(i, ctx.const(tensor)[ctx.kept(x, 1)])
 
     def scale_inputs(self, node) -> list[int]:
         return [1]
