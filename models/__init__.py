@@ -28,7 +28,7 @@ import onnx
 import torch
 from torch import nn
 
-from . import cnn, mobile, norm, real_exports, real_width, recurrent, transformers
+from . import cnn, detectors, diffusion, graph_nets, mobile, norm, real_exports, real_width, recurrent, transformers
 
 __all__ = ["ModelSpec", "ZOO", "ExportError", "export", "export_variants", "export_all", "deep_spec", "resnet50_spec",
            "real_width_spec", "REAL_WIDTH", "EXPORTERS"]
@@ -204,6 +204,30 @@ def _transformer(name: str, ctor: Callable[..., nn.Module], inputs: tuple[str, .
     return ModelSpec(name, build, make, inputs, axes, "transformer", description=description, extra=extra)
 
 
+def seed_system_specs() -> list[ModelSpec]:
+    """The paper's other seed systems (kinds "graph", "detector", "diffusion"): GCN/GAT on a graph with dynamic
+    node and edge counts, DGCNN on point clouds, YOLOv8/YOLO11-style detectors with dynamic H/W, a diffusion UNet."""
+    graph_axes = {"x": {0: "nodes"}, "edge_index": {1: "edges"}, "output": {0: "nodes"}}
+    image_axes = {"x": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "anchors"}}
+    unet_axes = {"sample": {0: "batch"}, "timestep": {0: "batch"}, "output": {0: "batch"}}
+    return [
+        ModelSpec("gcn", _builder(graph_nets.GCN), graph_nets.graph_inputs, ("x", "edge_index"), graph_axes, "graph",
+                  description="2 GCNConv layers (index_add aggregation, degree normalisation) -> Linear"),
+        ModelSpec("gat", _builder(graph_nets.GAT), graph_nets.graph_inputs, ("x", "edge_index"), graph_axes, "graph",
+                  description="GATConv 4 heads x 8 (concat) -> GATConv 2 heads x 8 (mean) -> Linear",
+                  extra={"heads": 4, "head_dim": 8}),
+        ModelSpec("dgcnn", _builder(graph_nets.DGCNN), graph_nets.point_cloud, ("x",), _BATCH, "graph",
+                  description="2 EdgeConv blocks (knn, [B, C, N, k] views, max over k) -> Conv1d -> Linear"),
+        ModelSpec("yolov8", _builder(detectors.yolov8), detectors.images, ("x",), image_axes, "detector",
+                  description="YOLOv8n layout at width 8: C2f, SPPF, PAN neck, DFL Detect head, dynamic H/W"),
+        ModelSpec("yolo11", _builder(detectors.yolo11), detectors.images, ("x",), image_axes, "detector",
+                  description="YOLO11n layout at width 8: C3k2, SPPF, C2PSA, PAN neck, DFL Detect head"),
+        ModelSpec("unet2d", _builder(diffusion.UNet2D), diffusion.inputs, ("sample", "timestep"), unet_axes,
+                  "diffusion", description="diffusers UNet2DModel layout: GroupNorm res blocks, time embedding, "
+                  "mid attention, skip concats"),
+    ]
+
+
 def _hf(kind: str) -> Callable[[], nn.Module]:
     return lambda: transformers.hf_model(kind)
 
@@ -273,6 +297,7 @@ _SPECS += [  # issue 8: architectures as published (models.real_exports)
               description="ShuffleNetV2 1.0x as torchvision writes it (24, 116/232/464, 1024) on 3x64x64"),
     _encoder(True),
     _encoder(False),
+    *seed_system_specs(),
 ]
 
 ZOO: dict[str, ModelSpec] = {s.name: s for s in _SPECS}

@@ -9,16 +9,20 @@ from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, regis
 
 
 def _couple_offsets(ctx: AnalysisContext, whole, parts, axis: int) -> None:
-    """Part k covers indices [offset_k, offset_k + size_k) of ``whole`` along ``axis``; other axes are shared."""
+    """Part k covers indices [offset_k, offset_k + size_k) of ``whole`` along ``axis``; other axes are shared (by
+    every part, also after a part of dynamic size along ``axis``, from which on offsets are unknown: blocked)."""
     offset = 0
     for part in parts:
         size = ctx.size(part, axis)
         for other in range(ctx.rank(part)):
             if other != axis:
                 ctx.identity(ctx.axis(part, other), ctx.axis(whole, other))
-        if size is None:
-            ctx.block_tensor(whole, f"{ctx.where()}: part '{part.name}' has a dynamic size along axis {axis}")
-            return
+        if size is None or offset is None:
+            if offset is not None:
+                ctx.block(ctx.axis(whole, axis), f"{ctx.where()}: part '{part.name}' has a dynamic size along "
+                          f"axis {axis}")
+            offset = None
+            continue
         ctx.couple(ctx.axis(part, axis), ctx.axis(whole, axis), np.arange(size), offset + np.arange(size))
         offset += size
 
