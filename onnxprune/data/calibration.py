@@ -8,7 +8,7 @@ import warnings
 from onnxprune.data.batching import prepare_calibration
 from onnxprune.data.sources import Feeds, read_npz
 from onnxprune.errors import CalibrationError
-from onnxprune.runtime import ModelSource, make_session, random_inputs
+from onnxprune.runtime import ModelSource, example_inputs, make_session
 
 
 def load_calibration(path: str | os.PathLike) -> Feeds:
@@ -38,5 +38,5 @@ def calibration_batches(model: ModelSource, calib=None, batch_size: int = 16, sa
     if calib is None:
         warnings.warn("no calibration data given: using random inputs; real data (--calib FILE.npz) gives "
                       "better data-driven importance scores", stacklevel=2)
-        return [random_inputs(make_session(model, "cpu"), batch=samples, seed=seed)]
+        return [example_inputs(model, make_session(model, "cpu"), batch=samples, seed=seed)]
     return prepare_calibration(model, calib, holdout=0.0, batch_size=batch_size, seed=seed).fit

@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 
 from onnxprune.errors import OnnxPruneError
-from onnxprune.runtime import available_provider, random_inputs
+from onnxprune.runtime import available_provider, example_inputs
 
 ModelSource = str | os.PathLike | onnx.ModelProto
 
@@ -183,9 +183,9 @@ def benchmark(models: Sequence[ModelSource], provider: str = "auto", batch: int 
     resolved = available_provider(provider)
     spinning = len(models) == 1 if spinning is None else spinning
     sessions = [_session(m, k, resolved, threads, spinning) for k, m in enumerate(models)]
-    first = random_inputs(sessions[0], batch=batch, seed=seed, dims=dims)
-    feeds = [first if _signature(s) == _signature(sessions[0]) else random_inputs(s, batch, seed, dims)
-             for s in sessions]
+    first = example_inputs(models[0], sessions[0], batch=batch, seed=seed, dims=dims)
+    feeds = [first if _signature(s) == _signature(sessions[0]) else example_inputs(m, s, batch, seed, dims)
+             for m, s in zip(models, sessions)]
     runners = [_runner(s, f, resolved) for s, f in zip(sessions, feeds)]
     warm_start = time.perf_counter()
     for _ in range(warmup):

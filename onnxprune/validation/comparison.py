@@ -21,7 +21,7 @@ import numpy as np
 
 from onnxprune.data.calibration import calibration_batches
 from onnxprune.errors import ValidationError
-from onnxprune.runtime import ModelSource, available_provider, make_session, random_inputs
+from onnxprune.runtime import ModelSource, available_provider, example_inputs, make_session, random_inputs
 
 DEFAULT_RTOL = 1e-4
 DEFAULT_MAX_DRIFT = 0.01
@@ -148,8 +148,9 @@ def input_feeds(session, calib, batch: int, seed: int = 0, model: ModelSource | 
     """Feed dicts for ``session``'s inputs and a description of them: ``batch`` random samples, or up to
     MAX_CALIBRATION_SAMPLES samples of ``calib`` (an .npz path or {input: array}, cast to the input types; split
     into batches by ``calibration_batches`` on ``model``)."""
-    if calib is None:
-        feeds = random_inputs(session, batch=batch, seed=seed)
+    if calib is None:  # inputs the model runs on: ids below their tables, symbolic sizes it accepts
+        feeds = (example_inputs(model, session, batch=batch, seed=seed) if model is not None
+                 else random_inputs(session, batch=batch, seed=seed))
         return [feeds], f"{_leading(feeds)} random samples (seed {seed})"
     types = {i.name: _NUMPY_TYPES.get(i.type) for i in session.get_inputs()}
     batches, used = [], 0
