@@ -133,15 +133,16 @@ def test_constant_channels_are_compensated_in_the_bias(method, consumer_bias):
 
 
 def test_consumers_that_cannot_be_refit_get_a_note():
-    weights = {"w1": RNG.standard_normal((4, 6)), "w2": RNG.standard_normal((6, 3))}
+    weights = {"w1": RNG.standard_normal((4, 6)), "w2": RNG.standard_normal((6, 3)), "gamma": RNG.random(6) + 0.5,
+               "beta": RNG.standard_normal(6)}
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="producer"),
-             helper.make_node("Softmax", ["h"], ["s"], name="softmax", axis=-1),
-             helper.make_node("MatMul", ["s", "w2"], ["y"], name="consumer")]
+             helper.make_node("LayerNormalization", ["h", "gamma", "beta"], ["n"], name="norm", axis=-1),
+             helper.make_node("MatMul", ["n", "w2"], ["y"], name="consumer")]
     proto = model(nodes, [("x", ["N", 4])], [("y", ["N", 3])], weights)
     dg, result = prune_last_unit(proto, "w1", 1)
     rec = reconstruct(dg, result, {"x": RNG.standard_normal((10, 4)).astype(np.float32)})
-    assert any("softmax" in note and "Softmax" in note for note in rec.notes)
-    assert [f.node for f in rec.layers] == ["consumer"]  # its input s lost the channel too: refit all the same
+    assert any("'norm'" in note and "normalises over the pruned axis" in note for note in rec.notes)
+    assert [f.node for f in rec.layers] == ["consumer"]  # its input n lost the channel too: refit all the same
 
 
 def test_grams_are_bounded_by_features_not_samples():
