@@ -130,22 +130,25 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
     def keep(node: gs.Node) -> bool:  # what reads an overridable initializer is not constant
         return any(t.name in overridable for t in node.inputs)
 
-    learned = True  # whether the last shape refresh changed a tensor's shape or type
+    learned = True  # whether the last shape refresh changed what onnx-graphsurgeon's folding looks at
     for _ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
         before = (len(graph.nodes), _shape_signature(graph))
         fold_static_values(graph)
         fold_weight_nodes(graph, model.opset_import, model.ir_version, keep)  # lazily; gs folds what it leaves
         try:
-            # gs folds nodes of constant inputs and Shape subgraphs of static shapes: after a round that taught no
-            # shape or type, only nodes this round made constant can fold (its graph copy is half a load's time)
+            # gs folds nodes of constant inputs and Shape subgraphs of static shapes: after a refresh that taught no
+            # type and no shape of a Shape node's input, only nodes this round made constant can fold (gs copies the
+            # whole graph: half a load's time)
             if learned or _has_constant_node(graph, keep):
                 graph.fold_constants(fold_shapes=True, error_ok=True, should_exclude_node=keep)
             graph.cleanup(remove_unused_graph_inputs=False).toposort()
         except Exception as exc:  # a cycle, or a graph gs cannot rebuild
             raise ModelLoadError(f"cannot process the graph: {exc}") from None
+        if not learned and len(graph.nodes) == before[0]:
+            break  # nothing folded, and the last refresh taught nothing: another one would return the same shapes
         folded = _shape_signature(graph, dtypes=True)
         refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
-        learned = _shape_signature(graph, dtypes=True) != folded
+        learned = _taught_folding(graph, folded, _shape_signature(graph, dtypes=True))
         if (len(graph.nodes), _shape_signature(graph)) == before:
             break
     _name_nodes(graph)
@@ -162,6 +165,13 @@ def _shape_signature(graph: gs.Graph, dtypes: bool = False) -> list:
     """The activations' shapes (and element types), to see whether a folding round taught anything new."""
     return [(t.name, None if t.shape is None else tuple(t.shape)) + ((str(t.dtype),) if dtypes else ())
             for t in graph.tensors().values() if isinstance(t, gs.Variable)]
+
+
+def _taught_folding(graph: gs.Graph, before: list, after: list) -> bool:
+    """Whether a refresh (signatures ``before`` and ``after``, with types) changed a type, or the shape of a tensor
+    that a Shape node reads (the only shapes onnx-graphsurgeon's shape folding uses)."""
+    read_by_shape = {n.inputs[0].name for n in graph.nodes if n.op == "Shape" and n.inputs}
+    return any(old[2] != new[2] or (old != new and old[0] in read_by_shape) for old, new in zip(before, after))
 
 
 def _has_constant_node(graph: gs.Graph, keep) -> bool:
