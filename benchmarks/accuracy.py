@@ -29,6 +29,7 @@ from onnxprune.reconstruct import ReconstructOptions, reconstruct
 from onnxprune.search.planning import plan_pruning
 from onnxprune.selection.select import SelectionOptions
 from onnxprune.validation.bench import benchmark
+from onnxprune.validation.comparison import compare
 
 RATIOS = (0.3, 0.5)
 
@@ -77,8 +78,13 @@ def measure_resnet50(out_dir: str, samples: int = 256) -> dict:
     tracemalloc.stop()
     return {"samples": samples, "fit": rec.calibration.fit_samples, "layers": len(rec.layers), "seconds": seconds,
             "peak_mb": peak / 2**20, "data_mb": x.nbytes / 2**20,
-            "levels": len({f.level for f in rec.layers}), "drift_before": rec.drift_before,
-            "drift_after": rec.drift_after}
+            "levels": len({f.level for f in rec.layers}),
+            "before": _figures(compare(path, result.exported, rec.calibration.holdout, oracle=False)),
+            "after": _figures(compare(path, rec.result.exported, rec.calibration.holdout, oracle=False))}
+
+
+def _figures(found) -> dict:
+    return {"top1_agreement": found.top1_agreement, "cosine": found.cosine, "mean_abs_diff": found.mean_abs_diff}
 
 
 READING = ("Notes: 'notes' counts consumers of pruned channels that were not refit (the transformer's LayerNorms "

@@ -15,6 +15,8 @@ from onnxprune.analysis import AnalysisOptions, analyse_model
 from onnxprune.analysis.stats import count_macs, count_params, op_support
 from onnxprune.errors import OnnxPruneError
 from onnxprune.pipeline import PruneOptions, format_report, prune_file
+from onnxprune.report import format_groups_table
+from onnxprune.report.command import report as report_command
 from onnxprune.validation.bench import benchmark
 from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT
 from onnxprune.validation.validate import check_file
@@ -37,7 +39,7 @@ def clean_errors(func):
     with a hint to report it), so bad input never shows a traceback. ``--debug`` (or ONNXPRUNE_DEBUG=1) lets the
     exception through with its traceback. Click's own usage errors and exits pass untouched. Output files the
     command created before failing (OUTPUT, --report, --plan) are removed, so a failure leaves nothing behind."""
-    outputs = ("output_path", "report_path", "plan_path")
+    outputs = ("output_path", "report_path", "plan_path", "html_path")
 
     def one_line(exc: BaseException) -> str:
         text = " ".join(str(exc).split()) or exc.__class__.__name__
@@ -93,6 +95,9 @@ input_shape_option = click.option("--input-shape", "input_shapes", multiple=True
 @click.version_option(package_name="onnxprune")
 def main() -> None:
     """Structural pruning of ONNX models: find coupled channel groups, prune them, prove the result."""
+
+
+main.add_command(report_command)
 
 
 @main.command()
@@ -157,8 +162,9 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
-@click.option("--ratio", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
-              help="Fraction of channels to remove from every prunable group (or overall with --global).")
+@click.option("--ratio", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Fraction of channels to remove from every prunable group (or overall with --global); default "
+                   "0.5, or searched under an accuracy target (--min-agreement, or --max-drift with --calib).")
 @click.option("--criterion", type=click.Choice(["l2", "l1", "bn", "random", "fpgm", "lamp", "activation", "wanda"]),
               default="l2", show_default=True, help="Channel importance.")
 @click.option("--global", "global_ranking", is_flag=True, help="Rank all groups together (normalised scores).")
@@ -167,8 +173,23 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
               help="Never remove more than this fraction of any one group.")
 @click.option("--ignore", multiple=True, metavar="PATTERN",
               help="Protect groups touching nodes, initializers or tensors matching this glob (repeatable).")
-@click.option("--calib", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Calibration data: .npz with arrays named like the model inputs.")
+@click.option("--calib", type=click.Path(exists=True), default=None,
+              help="Calibration data: an .npz with one array per model input (first axis = samples; or keys "
+                   "<i>__<input> for samples of different shapes), or a directory of them. Turns on reconstruction.")
+@click.option("--calib-holdout", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
+              help="Fraction of the calibration samples never used to fit, only to measure.")
+@click.option("--reconstruct/--no-reconstruct", default=None,
+              help="Refit the layers that read pruned channels on the calibration data (default: on with --calib).")
+@click.option("--allocate", type=click.Choice(["uniform", "sensitivity"]), default="uniform", show_default=True,
+              help="Per-group ratios: the same for every group, or from each group's measured sensitivity (needs "
+                   "--calib for real data).")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
+              help="Accuracy target: prune as much as possible while top-1 agreement with the original on the "
+                   "held-out calibration data stays at least this (exit 1 if even the smallest step misses).")
+@click.option("--optimize", type=click.Choice(["macs", "latency"]), default="macs", show_default=True,
+              help="What sensitivity allocation saves first: MACs, or measured latency.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the report as one self-contained HTML page.")
 @input_shape_option
 @click.option("--target-macs", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Prune until this fraction of the MACs remains.")
@@ -180,7 +201,10 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
               help="Write the plan JSON (groups, removed indices, kept indices per initializer).")
 @click.option("--no-validate", is_flag=True, help="Skip the output comparison (checker and onnxruntime still run).")
 @provider_option
-@max_drift_option
+@click.option("--max-drift", type=click.FloatRange(0), default=None,
+              help="With --calib: accuracy target, prune as much as possible while the drift from the original on "
+                   "held-out data (1 - top-1 agreement, or 1 - cosine) stays at most this. Always: the limit for "
+                   f"plans that are not mask-exact (default {DEFAULT_MAX_DRIFT}).")
 @click.option("--heads-ratio", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Remove this fraction of whole attention heads (other groups use --ratio).")
 @click.option("--no-hidden", is_flag=True, help="Keep a transformer's residual hidden width (groups through norms).")
@@ -188,20 +212,28 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
 @initializer_inputs_option
 @clean_errors
 def prune(input_path: str, output_path: str, ratio: float, criterion: str, global_ranking: bool,
-          round_to: int | None, max_ratio: float, ignore: tuple[str, ...], calib: str | None,
-          input_shapes: tuple[str, ...], target_macs: float | None, target_params: float | None, seed: int,
-          report_path: str | None, plan_path: str | None, no_validate: bool, provider: str, max_drift: float,
-          heads_ratio: float | None, no_hidden: bool, factor_policy: str, prune_initializer_inputs: str) -> None:
+          round_to: int | None, max_ratio: float, ignore: tuple[str, ...], calib: str | None, calib_holdout: float,
+          reconstruct: bool | None, allocate: str, min_agreement: float | None, optimize: str,
+          html_path: str | None, input_shapes: tuple[str, ...], target_macs: float | None,
+          target_params: float | None, seed: int, report_path: str | None, plan_path: str | None,
+          no_validate: bool, provider: str, max_drift: float | None, heads_ratio: float | None, no_hidden: bool,
+          factor_policy: str, prune_initializer_inputs: str) -> None:
     """Prune INPUT into OUTPUT (written atomically; INPUT is never touched), validate and summarise."""
     options = PruneOptions(ratio=ratio, criterion=criterion, global_ranking=global_ranking, round_to=round_to,
                            max_ratio=max_ratio, ignore=ignore, calib=calib,
                            input_shapes=parse_input_shapes(input_shapes), target_macs=target_macs,
                            target_params=target_params, seed=seed, validate=not no_validate, provider=provider,
                            factor_policy=factor_policy, heads_ratio=heads_ratio, no_hidden=no_hidden,
-                           initializer_inputs=prune_initializer_inputs, max_drift=max_drift)
+                           initializer_inputs=prune_initializer_inputs, max_drift=max_drift,
+                           min_agreement=min_agreement, reconstruct=reconstruct, calib_holdout=calib_holdout,
+                           allocate=allocate, optimize=optimize, html=html_path)
     report = prune_file(input_path, output_path, options, report_path=report_path, plan_path=plan_path,
                         progress=_progress())
+    click.echo(format_groups_table(report))
     click.echo(format_report(report))
+    if report.get("target", {}).get("reached") is False:
+        click.echo(f"onnxprune: accuracy target missed: {report['target']['message']}", err=True)
+        sys.exit(1)
     if report["validation"].get("passed") is False:
         why = ("the pruned model does not match the mask oracle" if report["validation"]["oracle"] else
                "the pruned model drifts from the original more than --max-drift allows")

@@ -1,10 +1,12 @@
-"""The prune job end to end: analyse, plan (score, select), apply, check (checker and onnxruntime), validate (the
-mask oracle for mask-exact plans, drift from the original otherwise), save, report; each stage is one call and none
-checks or saves as a side effect of another. The CLI's ``prune`` and
-``demo`` commands are thin layers over ``prune_file``."""
+"""The prune job end to end: analyse, plan (score, select; or search an accuracy target), apply, check (checker
+and onnxruntime), validate the structural step (the mask oracle for mask-exact plans, drift from the original
+otherwise), reconstruct on calibration data (refit the layers that read pruned channels), measure the final drift on
+held-out data, save, report; each stage is one call and none checks or saves as a side effect of another. The
+CLI's ``prune`` and ``demo`` commands are thin layers over ``prune_file``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -14,22 +16,28 @@ from pathlib import Path
 
 from onnxprune.analysis.stats import count_macs, count_params
 from onnxprune.apply import apply_plan
+from onnxprune.data import prepare_calibration
 from onnxprune.errors import OnnxPruneError
 from onnxprune.ir.export import export_graph
 from onnxprune.ir.saving import save_model
+from onnxprune.reconstruct import ReconstructOptions, reconstruct
+from onnxprune.report import report_tables, write_html
 from onnxprune.runtime import available_provider
-from onnxprune.search import plan_pruning
+from onnxprune.search import plan_for_target, plan_pruning
+from onnxprune.search.metrics import AccuracyTarget
 from onnxprune.selection import PlanSettings, SelectionOptions
 from onnxprune.validation.checks import check_model
-from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT, Comparison
+from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT, Comparison, compare
 from onnxprune.validation.validate import validate_plan
+
+DEFAULT_RATIO = 0.5
 
 
 @dataclass
 class PruneOptions:
     """Everything ``onnxprune prune`` accepts besides the two paths."""
 
-    ratio: float = 0.5
+    ratio: float | None = None  # None: DEFAULT_RATIO, or searched when there is an accuracy target
     criterion: str = "l2"
     global_ranking: bool = False
     round_to: int | None = None
@@ -46,7 +54,28 @@ class PruneOptions:
     initializer_inputs: str = "auto"  # 'auto' | 'protect' | 'prune' (see onnxprune.loading.load)
     heads_ratio: float | None = None  # prune whole attention heads at this ratio (analysis policy 'leading')
     no_hidden: bool = False  # keep the hidden (residual) width: skip groups through LayerNorm/RMSNorm
-    max_drift: float = DEFAULT_MAX_DRIFT  # plans that are not mask-exact: allowed drift from the original
+    max_drift: float | None = None  # allowed drift from the original (None: DEFAULT_MAX_DRIFT, and no target)
+    min_agreement: float | None = None  # accuracy target: top-1 agreement on held-out calibration data
+    reconstruct: bool | None = None  # refit after pruning; None: on when calibration data is given
+    calib_holdout: float = 0.2  # fraction of the calibration samples only ever used to measure
+    allocate: str = "uniform"  # 'uniform' ratios, or per-group ratios from measured 'sensitivity'
+    optimize: str = "macs"  # what allocation saves first: 'macs' or measured 'latency'
+    html: str | None = None  # write the report as one self-contained HTML page
+
+    @property
+    def refit(self) -> bool:
+        """Whether reconstruction runs: asked for, or by default whenever calibration data is given."""
+        return self.calib is not None if self.reconstruct is None else self.reconstruct
+
+    @property
+    def target(self) -> AccuracyTarget | None:
+        """The accuracy target to search for: ``min_agreement``, or ``max_drift`` with calibration data to measure
+        on and no fixed ``ratio`` (otherwise ``max_drift`` only judges the validation of plans that are not
+        mask-exact)."""
+        searched_drift = self.max_drift is not None and self.calib is not None and self.ratio is None
+        if self.min_agreement is None and not searched_drift:
+            return None
+        return AccuracyTarget(min_agreement=self.min_agreement, max_drift=self.max_drift)
 
     def settings(self) -> PlanSettings:
         """The analysis settings these options stand for (recorded in the plan, so validate can re-analyse)."""
@@ -75,31 +104,76 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
     """Prune ``source`` into ``output`` (written atomically; the input is never touched) and return the report
     dict (the ``--report`` JSON)."""
     start = time.perf_counter()
+    seconds: dict[str, float] = {}
     check_output_path(source, output)
-    for extra in (report_path, plan_path):
+    for extra in (report_path, plan_path, options.html):
         if extra and not Path(extra).parent.is_dir():
             raise OnnxPruneError(f"directory {Path(extra).parent} of {extra} does not exist")
+    if options.refit and options.calib is None:
+        raise OnnxPruneError("--reconstruct needs calibration data (--calib FILE.npz or a directory of them)")
+    if options.min_agreement is not None and options.calib is None:
+        raise OnnxPruneError("--min-agreement needs calibration data to measure agreement on (--calib)")
     provider = available_provider(options.provider) if options.validate else None  # fails before any work
     settings = options.settings()
     dg = settings.analyse(source)
+    seconds["analyse"] = _lap(start)
     progress(f"analysed {source}: {len(dg.channel_groups())} channel groups, {len(dg.prunable_groups())} "
              f"prunable; scoring with '{options.criterion}'")
-    selection = SelectionOptions(ratio=options.ratio, global_ranking=options.global_ranking,
+    original = export_graph(dg.graph, dg.loaded)
+    calibration = None
+    if options.calib is not None:
+        calibration = prepare_calibration(original, options.calib, holdout=options.calib_holdout, seed=options.seed)
+        progress(f"calibration: {calibration.fit_samples} samples to fit, {calibration.holdout_samples} held out")
+    selection = SelectionOptions(ratio=DEFAULT_RATIO if options.ratio is None else options.ratio,
+                                 global_ranking=options.global_ranking,
                                  max_ratio=options.max_ratio, round_to=options.round_to, ignore=options.ignore,
                                  target_macs=options.target_macs, target_params=options.target_params,
                                  seed=options.seed, heads_ratio=options.heads_ratio, no_hidden=options.no_hidden)
-    plan = plan_pruning(dg, options.criterion, selection, calib=options.calib).bind(dg, settings)
+    refit_options = ReconstructOptions(holdout=0.0, seed=options.seed) if options.refit else None
+    target_result = None
+    mark = time.perf_counter()
+    if options.target is not None:
+        progress(f"searching the most pruning that keeps {options.target.describe()} on held-out data")
+        plan, target_result = plan_for_target(dg, options.target, options.criterion, selection, calibration,
+                                              allocate=options.allocate, optimize=options.optimize,
+                                              reconstruct=refit_options, progress=progress)
+    else:
+        plan = plan_pruning(dg, options.criterion, selection, calib=calibration, allocate=options.allocate,
+                            optimize=options.optimize, reconstruct=refit_options, progress=progress)
+    plan = plan.bind(dg, settings)
+    seconds["plan"] = _lap(mark)
     progress(f"pruning {len(plan.groups)} groups")
+    mark = time.perf_counter()
     result = apply_plan(dg, plan.groups)
-    check_model(result.exported, original=lambda: export_graph(dg.graph, dg.loaded))
+    check_model(result.exported, original=lambda: original)
+    seconds["apply"] = _lap(mark)
     validation = {"passed": None, "max_abs_diff": None, "oracle": False, "skipped": True}
     if options.validate and plan.groups:
+        mark = time.perf_counter()
         progress(f"validating on {provider}: " + ("against the mask oracle" if plan.exact else
-                                                          "output drift from the original (not mask-exact)"))
+                                                  "output drift from the original (not mask-exact)"))
         validation = validate_plan(plan, result.exported, options.calib, provider=options.provider,
-                                   max_drift=options.max_drift).to_dict()
+                                   max_drift=_max_drift(options)).to_dict()
         validation["skipped"] = False
+        seconds["validate"] = _lap(mark)
+    reconstruction, fidelity = None, None
+    if options.refit and plan.groups:
+        mark = time.perf_counter()
+        progress(f"reconstructing on {calibration.fit_samples} calibration samples")
+        structural = result
+        reconstruction = reconstruct(dg, result, calibration, ReconstructOptions(seed=options.seed))
+        result = reconstruction.result
+        plan = dataclasses.replace(plan, refit=True)
+        check_model(result.exported, original=lambda: original)
+        seconds["reconstruct"] = _lap(mark)
+        mark = time.perf_counter()
+        fidelity = measure_fidelity(original, structural, result, calibration.holdout or calibration.fit,
+                                    _max_drift(options),
+                                    options.provider if options.validate else "cpu")
+        seconds["measure"] = _lap(mark)
+    mark = time.perf_counter()
     save_model(result.exported, output, source=source)
+    seconds["save"] = _lap(mark)
     pruned_graph = result.graph
     report = {
         "input": str(source), "output": str(output), "criterion": plan.criterion, "ratio": plan.ratio,
@@ -108,14 +182,56 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
         "groups": {"total": len(dg.channel_groups()), "pruned": len(plan.groups),
                    "blocked": len(dg.channel_groups()) - len(dg.prunable_groups())},
         "channels_removed": int(sum(len(units) for units in plan.groups.values())),
-        "validation": validation, "notes": plan.notes, "seconds": round(time.perf_counter() - start, 3),
+        "validation": validation, "notes": plan.notes,
     }
+    if calibration is not None:
+        report["calibration"] = {"fit_samples": calibration.fit_samples,
+                                 "holdout_samples": calibration.holdout_samples}
+    if reconstruction is not None:
+        report["reconstruction"] = reconstruction.to_dict()
+        report["fidelity"] = fidelity
+    if target_result is not None:
+        report["target"] = target_result.to_dict()
+    report.update(report_tables(dg, plan.groups, pruned_graph))
+    seconds["total"] = _lap(start)
+    report["stage_seconds"] = seconds
+    report["seconds"] = seconds["total"]
     if report_path:
         with open(report_path, "w") as f:
             json.dump(report, f, indent=2)
     if plan_path:
         plan.save(plan_path)
+    if options.html:
+        write_html(report, options.html)
     return report
+
+
+def feeds_of(batches):
+    """Calibration batches as the comparer takes them: a list of feed dicts (None: made-up inputs)."""
+    return list(batches) if batches else None
+
+
+def _max_drift(options: PruneOptions) -> float:
+    return DEFAULT_MAX_DRIFT if options.max_drift is None else options.max_drift
+
+
+def _lap(mark: float) -> float:
+    return round(time.perf_counter() - mark, 3)
+
+
+def measure_fidelity(original, structural, refit, batches, max_drift: float, provider: str) -> dict:
+    """The final model is not the mask oracle's any more (reconstruction changed weights), so it is measured as
+    drift from the original on held-out calibration data, beside the pruned model before the refit: {'samples',
+    'rows': [original, pruned, pruned + reconstructed], 'pruned' / 'reconstructed': Comparison dicts}."""
+    feeds = feeds_of(batches)
+    before = compare(original, structural.exported, feeds, oracle=False, max_drift=max_drift, provider=provider)
+    after = compare(original, refit.exported, feeds, oracle=False, max_drift=max_drift, provider=provider)
+    rows = [{"model": "original", "top1_agreement": 1.0 if before.top1_agreement is not None else None,
+             "cosine": 1.0, "max_abs_diff": 0.0, "mean_abs_diff": 0.0, "drift": 0.0}]
+    for name, found in (("pruned", before), ("pruned + reconstructed", after)):
+        rows.append({"model": name, "top1_agreement": found.top1_agreement, "cosine": found.cosine,
+                     "max_abs_diff": found.max_abs_diff, "mean_abs_diff": found.mean_abs_diff, "drift": found.drift})
+    return {"samples": before.inputs, "rows": rows, "pruned": before.to_dict(), "reconstructed": after.to_dict()}
 
 
 def format_report(report: dict) -> str:
@@ -131,5 +247,22 @@ def format_report(report: dict) -> str:
         f"  groups  {groups['pruned']} pruned of {groups['total']} ({groups['blocked']} blocked), "
         f"{report['channels_removed']} channels removed",
         f"  checker and onnxruntime: passed; validation: {check}",
-        f"  time    {report['seconds']:.2f} s",
+        *_fidelity_lines(report),
+        *([f"  target  {report['target']['message']}"] if "target" in report else []),
+        f"  time    {report['seconds']:.2f} s  (" + ", ".join(
+            f"{k} {v:.2f}" for k, v in report.get("stage_seconds", {}).items() if k != "total") + ")",
     ])
+
+
+def _fidelity_lines(report: dict) -> list[str]:
+    """The original / pruned / pruned + reconstructed rows on held-out data, when reconstruction ran."""
+    fidelity = report.get("fidelity")
+    if not fidelity:
+        return []
+    lines = [f"  fidelity on {fidelity['samples']} (held out):", f"    {'model':<24} {'top-1 agreement':>16} "
+             f"{'cosine':>10} {'max |diff|':>11} {'mean |diff|':>12}"]
+    for row in fidelity["rows"]:
+        top1 = row.get("top1_agreement")
+        lines.append(f"    {row['model']:<24} {'-' if top1 is None else f'{top1:.2%}':>16} {row['cosine']:>10.4f} "
+                     f"{row['max_abs_diff']:>11.4g} {row['mean_abs_diff']:>12.4g}")
+    return lines

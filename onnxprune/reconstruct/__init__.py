@@ -2,8 +2,7 @@
 model's on calibration data (ridge least squares on chunked Gram matrices, bias compensation), layer by layer."""
 
 from onnxprune.reconstruct.consumers import Consumer, find_consumers
-from onnxprune.reconstruct.drift import output_drift
 from onnxprune.reconstruct.sequential import LayerFit, Reconstruction, ReconstructOptions, reconstruct
 
-__all__ = ["Consumer", "LayerFit", "ReconstructOptions", "Reconstruction", "find_consumers", "output_drift",
+__all__ = ["Consumer", "LayerFit", "ReconstructOptions", "Reconstruction", "find_consumers",
            "reconstruct"]

@@ -23,7 +23,6 @@ from onnxprune.ir.export import export_graph
 from onnxprune.ir.graph import copy_graph
 from onnxprune.reconstruct.activations import collect
 from onnxprune.reconstruct.consumers import Consumer, find_consumers
-from onnxprune.reconstruct.drift import output_drift
 from onnxprune.reconstruct.gram import GramAccumulator
 from onnxprune.reconstruct.refit import METHODS, augmented, solve, squared_error
 
@@ -68,15 +67,14 @@ class LayerFit:
 
 @dataclass
 class Reconstruction:
-    """The refit pruned model (``result``), per-layer errors, notes on consumers left alone, and the output drift
-    from the original on the held-out samples without (``drift_before``) and with (``drift_after``) the refit."""
+    """The refit pruned model (``result``), per-layer errors, and notes on consumers left alone. How far the model
+    drifts from the original is measured by the caller with the one comparer (``onnxprune.validation``), on
+    ``calibration.holdout``: reconstruction only fits."""
 
     result: PruneResult
     layers: list[LayerFit]
     notes: list[str]
     calibration: Calibration
-    drift_before: dict | None = None
-    drift_after: dict | None = None
     seconds: float = 0.0
     options: ReconstructOptions = field(default_factory=ReconstructOptions)
 
@@ -84,8 +82,7 @@ class Reconstruction:
         """JSON-ready form with stable keys."""
         return {"method": self.options.method, "alpha": self.options.alpha,
                 "fit_samples": self.calibration.fit_samples, "holdout_samples": self.calibration.holdout_samples,
-                "layers": [f.to_dict() for f in self.layers], "notes": self.notes,
-                "drift_before": self.drift_before, "drift_after": self.drift_after, "seconds": self.seconds}
+                "layers": [f.to_dict() for f in self.layers], "notes": self.notes, "seconds": self.seconds}
 
     def format(self) -> str:
         """A short human summary."""
@@ -93,11 +90,6 @@ class Reconstruction:
                  f"{self.calibration.fit_samples} samples in {self.seconds:.1f} s"]
         for fit in self.layers:
             lines.append(f"  {fit.op} {fit.node}: error {fit.error_before:.3g} -> {fit.error_after:.3g}")
-        for when, drift in (("without refit", self.drift_before), ("with refit", self.drift_after)):
-            if drift:
-                top1 = "" if drift["top1_agreement"] is None else f", top-1 agreement {drift['top1_agreement']:.2%}"
-                lines.append(f"  held-out ({self.calibration.holdout_samples} samples) {when}: relative output "
-                             f"error {drift['relative_error']:.3g}{top1}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -165,9 +157,7 @@ def reconstruct(dg: DependencyGraph, result: PruneResult, calib, options: Recons
     graph.cleanup()
     graph.toposort()
     refit = PruneResult(graph=graph, removed=result.removed, plan=result.plan, loaded=result.loaded)
-    before = output_drift(original, result.exported, calibration.holdout)
-    after = output_drift(original, refit.exported, calibration.holdout)
-    return Reconstruction(refit, fits, notes, calibration, before, after, time.perf_counter() - started, options)
+    return Reconstruction(refit, fits, notes, calibration, time.perf_counter() - started, options)
 
 
 def _target(consumer: Consumer, source: gs.Node) -> np.ndarray:

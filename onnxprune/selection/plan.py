@@ -138,6 +138,7 @@ class Plan:
     scores: Scores = field(default_factory=Scores, repr=False)
     notes: list[str] = field(default_factory=list)
     settings: PlanSettings | None = None
+    refit: bool = False  # the written model's kept weights were refit after pruning (onnxprune.reconstruct)
     depgraph: DependencyGraph | None = field(default=None, repr=False, compare=False)
 
     def bind(self, dg: DependencyGraph, settings: PlanSettings | None = None) -> Plan:
@@ -191,7 +192,7 @@ class Plan:
                 entry["kept"][str(axis.axis)] = np.setdiff1d(np.arange(size), idx).tolist()
         sources = getattr(dg.loaded, "sources", None) or {}
         return {"schema_version": SCHEMA_VERSION, "criterion": self.criterion, "ratio": self.ratio,
-                "settings": settings.to_dict(),
+                "settings": settings.to_dict(), "refit": self.refit,
                 "exact": all(dg.group(g).exact for g, units in self.groups.items() if len(units)),
                 "groups": groups, "initializers": initializers,
                 "parameters": source_entries(sources, initializers), "notes": list(self.notes)}
@@ -237,7 +238,8 @@ class Plan:
             groups[group.id] = _check_units(group, entry.get("removed", []), name)
         settings = PlanSettings.from_dict(data.get("settings") or {})
         return cls(groups=groups, criterion=str(data.get("criterion", "manual")), ratio=float(data.get("ratio", 0.0)),
-                   notes=list(data.get("notes", [])), settings=settings, depgraph=dg)
+                   notes=list(data.get("notes", [])), settings=settings, refit=bool(data.get("refit", False)),
+                   depgraph=dg)
 
     @classmethod
     def load(cls, source: str | os.PathLike | dict, dg: DependencyGraph) -> Plan:

@@ -46,6 +46,9 @@ def resolve_plan(original: ModelSource, plan: PlanSource) -> Plan:
 
 def oracle_note(plan: Plan) -> str:
     """Why the mask oracle does not apply to ``plan`` ('' when it does)."""
+    if plan.refit:
+        return ("not oracle-checkable: the kept weights were refit by reconstruction after pruning (prune checked "
+                "the structural step against the mask oracle before the refit)")
     reasons = plan.inexact_reasons()
     if not reasons:
         return ""
@@ -61,7 +64,7 @@ def validate_plan(plan: Plan, pruned: ModelSource, calib=None, *, provider: str 
     the plan is mask-exact, else against the original (``original``, default the analysed graph exported) by the
     drift criterion. Inputs: ``calib`` data or random samples (see ``compare``)."""
     dg = plan.depgraph
-    if plan.exact:  # PruneError when the plan is not bound
+    if plan.exact and not plan.refit:  # PruneError when the plan is not bound
         return compare(masked_model(dg, plan.groups), pruned, oracle=True, calib=calib, rtol=rtol, atol=atol,
                        batch=batch, seed=seed, provider=provider, exact=True)
     reference = original if original is not None else export_graph(dg.graph, dg.loaded)

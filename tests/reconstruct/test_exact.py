@@ -100,7 +100,6 @@ def test_a_linear_combination_of_kept_channels_is_reconstructed_exactly(build, r
     feeds = {"x": x[:, :4] if build is lstm_model else x[:4]}
     assert not compare(proto, result.exported, feeds, rtol=1e-3).passed  # pruning alone changes the output
     assert compare(proto, rec.result.exported, feeds, rtol=1e-4).passed
-    assert rec.drift_after["relative_error"] < 1e-5 < rec.drift_before["relative_error"]
 
 
 def constant_channel_model(consumer_bias: bool):

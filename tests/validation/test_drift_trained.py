@@ -50,7 +50,8 @@ def test_drift_is_top1_disagreement_on_the_calibration_samples(digits_layernorm,
     accuracy = float(np.mean(predictions(path, x_test) == y_test))
     assert accuracy > 0.9  # the premise: a trained model
     out = tmp_path / "pruned.onnx"
-    pruned = prune_and_revalidate(path, out, "--ratio", ratio, "--calib", calib, "--max-drift", "1")
+    pruned = prune_and_revalidate(path, out, "--ratio", ratio, "--calib", calib, "--max-drift", "1",
+                                  "--no-reconstruct")
     validation = pruned.validation
     assert not pruned.plan["exact"] and validation["criterion"] == "drift" and validation["passed"]
     assert validation["inputs"] == "64 calibration samples"
@@ -58,7 +59,8 @@ def test_drift_is_top1_disagreement_on_the_calibration_samples(digits_layernorm,
     agreement = float(np.mean(predictions(path, x_calib) == predictions(out, x_calib)))
     assert validation["top1_agreement"] == pytest.approx(agreement)
     assert validation["drift"] == pytest.approx(1 - agreement)
-    strict = prune_and_revalidate(path, tmp_path / "strict.onnx", "--ratio", ratio, "--calib", calib)
+    strict = prune_and_revalidate(path, tmp_path / "strict.onnx", "--ratio", ratio, "--calib", calib,
+                                  "--no-reconstruct")
     assert strict.validation["passed"] == (agreement >= 0.99) == (strict.result.exit_code == 0)
     print(json.dumps({"ratio": ratio, "accuracy": accuracy, "pruned_accuracy":
                       float(np.mean(predictions(out, x_test) == y_test)), "calib_top1_agreement": agreement}))
