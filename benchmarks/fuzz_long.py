@@ -75,8 +75,8 @@ def _random_choices(rng) -> list:
 def run_one(seed: int) -> tuple[str, str, str, str, float]:
     """Case ``seed`` (even: a valid random graph, odd: a corruption): (what, kind, message, detail, seconds)."""
     import numpy as np
-    from tests.analysis.test_fuzz import corrupted_case, run_case
 
+    from tests.analysis.test_fuzz import corrupted_case, run_case
     from tests.support.graphgen import build_random_cnn
 
     start = time.perf_counter()
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="Write the figures and failures as JSON.")
     args = parser.parse_args()
     import onnx
+
     from tests.analysis.test_fuzz import base_models, refusal_kind
 
     tmp = Path(tempfile.mkdtemp(prefix="onnxprune_fuzz_"))
