@@ -288,8 +288,9 @@ def bench(models: tuple[str, ...], provider: str, batch: int, runs: int, warmup:
 
 
 @main.command()
-@click.option("--model", "model_name", default="resnet50", show_default=True,
-              help="resnet50 (real widths) or a name from models.ZOO.")
+@click.option("--model", "model_name", default="digits_resnet", show_default=True,
+              help="A model trained in seconds on bundled data (digits_resnet, digits_mobilenet, seq_lstm, "
+                   "tokens_transformer), resnet50 (real widths, random weights) or a name from models.ZOO.")
 @click.option("--size", type=click.IntRange(32), default=160, show_default=True, help="Image size for resnet50.")
 @click.option("--ratio", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True)
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
@@ -298,29 +299,63 @@ def bench(models: tuple[str, ...], provider: str, batch: int, runs: int, warmup:
 @provider_option
 @clean_errors
 def demo(model_name: str, size: int, ratio: float, out_dir: str | None, runs: int, provider: str) -> None:
-    """Export a model from models/ (torch needed), prune it, validate, benchmark and print the report."""
+    """Train (or export) a model from models/ (torch needed), prune it, validate, benchmark and print the report.
+
+    A trained model is pruned twice from the same calibration data, without and with reconstruction, and the
+    test accuracy of the original and of both pruned models is printed beside MACs and measured speedup."""
     try:
         from onnxprune import models
+        from onnxprune.models import trained
     except ImportError as exc:
         raise click.ClickException(f"the demo needs torch and the models/ package ({exc})") from None
-    spec = models.resnet50_spec(size) if model_name == "resnet50" else models.ZOO.get(model_name)
-    if spec is None:
-        raise click.BadParameter(f"unknown model '{model_name}'; choose resnet50 or one of {sorted(models.ZOO)}")
+    known = ["resnet50", *trained.RECIPES, *models.ZOO]
+    if model_name not in known:
+        raise click.BadParameter(f"unknown model '{model_name}'; choose one of {known}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = out_dir or tmp
         os.makedirs(folder, exist_ok=True)
-        source = os.path.join(folder, f"{spec.name}.onnx")
-        output = os.path.join(folder, f"{spec.name}.pruned.onnx")
         show = _progress()
-        show(f"exporting {spec.name} ({spec.description}) with the TorchScript exporter, BatchNormalization folded")
-        models.export(spec, source, "torchscript", keep_bn=False)
-        report = prune_file(source, output, PruneOptions(ratio=ratio, provider=provider), progress=show)
-        show(f"benchmarking both models on onnxruntime ({runs} runs each, alternating)")
-        timing = benchmark([source, output], provider=provider, batch=1, runs=runs, warmup=5)
-        click.echo(format_report(report))
-        click.echo(timing.format_table())
+        if model_name in trained.RECIPES:
+            _demo_trained(trained, model_name, folder, ratio, runs, provider, show)
+        else:
+            spec = models.resnet50_spec(size) if model_name == "resnet50" else models.ZOO[model_name]
+            source = os.path.join(folder, f"{spec.name}.onnx")
+            output = os.path.join(folder, f"{spec.name}.pruned.onnx")
+            show(f"exporting {spec.name} ({spec.description}) with the TorchScript exporter, BatchNormalization "
+                 "folded")
+            models.export(spec, source, "torchscript", keep_bn=False)
+            report = prune_file(source, output, PruneOptions(ratio=ratio, provider=provider), progress=show)
+            show(f"benchmarking both models on onnxruntime ({runs} runs each, alternating)")
+            timing = benchmark([source, output], provider=provider, batch=1, runs=runs, warmup=5)
+            click.echo(format_report(report))
+            click.echo(timing.format_table())
+            if report["validation"].get("passed") is False:
+                sys.exit(1)
         if out_dir is None:
             click.echo("(models written to a temporary directory; pass --out-dir to keep them)")
+
+
+def _demo_trained(trained, name: str, folder: str, ratio: float, runs: int, provider: str, show) -> None:
+    """Train ``name``, prune it without and with reconstruction, and print accuracy, MACs and speedup."""
+    import numpy as np
+
+    show(f"training {name} on bundled data (seconds on CPU)")
+    model = trained.train(name, folder)
+    calib = os.path.join(folder, "calib.npz")
+    np.savez(calib, **{model.input_name: model.calib})
+    plain = os.path.join(folder, f"{name}.pruned_no_refit.onnx")
+    output = os.path.join(folder, f"{name}.pruned.onnx")
+    base = dict(ratio=ratio, provider=provider, calib=calib)
+    prune_file(model.path, plain, PruneOptions(**base, reconstruct=False), progress=show)
+    report = prune_file(model.path, output, PruneOptions(**base), progress=show)
+    show(f"benchmarking the original and the pruned model ({runs} runs each, alternating, batch 64)")
+    timing = benchmark([model.path, output], provider=provider, batch=64, runs=runs, warmup=5)
+    click.echo(format_report(report))
+    click.echo(f"test accuracy on {len(model.test_y)} samples never seen by training or pruning:")
+    for label, path in (("original", model.path), ("pruned, no reconstruction", plain),
+                        ("pruned + reconstructed", output)):
+        click.echo(f"  {label:<28} {trained.accuracy(path, model.test_x, model.test_y, model.input_name):8.2%}")
+    click.echo(timing.format_table())
     if report["validation"].get("passed") is False:
         sys.exit(1)
 

@@ -259,7 +259,8 @@ def _fidelity_lines(report: dict) -> list[str]:
     fidelity = report.get("fidelity")
     if not fidelity:
         return []
-    lines = [f"  fidelity on {fidelity['samples']} (held out):", f"    {'model':<24} {'top-1 agreement':>16} "
+    held = report.get("calibration", {}).get("holdout_samples", 0)
+    lines = [f"  fidelity on {held} held-out calibration samples:", f"    {'model':<24} {'top-1 agreement':>16} "
              f"{'cosine':>10} {'max |diff|':>11} {'mean |diff|':>12}"]
     for row in fidelity["rows"]:
         top1 = row.get("top1_agreement")
