@@ -22,15 +22,23 @@ from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT
 from onnxprune.validation.validate import check_file
 from onnxprune.validation.validate import validate as run_validation
 
+_SHAPE_FORM = "NAME:D1xD2x... (e.g. x:1x3x224x224, or x:batchx3x224x224 to keep the batch symbolic)"
+
 
 def parse_input_shapes(values: tuple[str, ...]) -> dict[str, list]:
-    """Parse repeated ``NAME:D1xD2x...`` options (a non-numeric dim stays symbolic)."""
+    """Parse repeated ``NAME:D1xD2x...`` options: a number fixes a dim, a name keeps it symbolic under that name."""
     shapes = {}
     for value in values:
         name, sep, dims = value.rpartition(":")
         if not sep or not name or not dims:
-            raise click.BadParameter(f"'{value}' is not NAME:D1xD2x... (e.g. x:1x3x224x224)")
-        shapes[name] = [int(d) if d.isdigit() else d for d in dims.split("x")]
+            raise click.BadParameter(f"'{value}' is not {_SHAPE_FORM}", param_hint="--input-shape")
+        parsed = []
+        for dim in dims.split("x"):
+            if not (dim.isdigit() or dim.isidentifier()):
+                raise click.BadParameter(f"'{value}': dim '{dim}' is neither a number nor a name; the form is "
+                                         f"{_SHAPE_FORM}", param_hint="--input-shape")
+            parsed.append(int(dim) if dim.isdigit() else dim)
+        shapes[name] = parsed
     return shapes
 
 
@@ -229,6 +237,8 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
                            allocate=allocate, optimize=optimize, html=html_path)
     report = prune_file(input_path, output_path, options, report_path=report_path, plan_path=plan_path,
                         progress=_progress())
+    for warning in report.get("warnings", []):
+        click.echo(f"onnxprune: warning: {warning}", err=True)
     click.echo(format_groups_table(report))
     click.echo(format_report(report))
     if report.get("target", {}).get("reached") is False:

@@ -25,7 +25,8 @@ from onnxprune.report import report_tables, write_html
 from onnxprune.runtime import available_provider
 from onnxprune.search import plan_for_target, plan_pruning
 from onnxprune.search.metrics import AccuracyTarget
-from onnxprune.selection import PlanSettings, SelectionOptions
+from onnxprune.selection import PlanSettings, SelectionOptions, is_heads
+from onnxprune.selection.select import ignored_groups
 from onnxprune.validation.checks import check_model
 from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT, Comparison, compare
 from onnxprune.validation.validate import validate_plan
@@ -142,6 +143,7 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
                             optimize=options.optimize, reconstruct=refit_options, progress=progress)
     plan = plan.bind(dg, settings)
     seconds["plan"] = _lap(mark)
+    warnings = ineffective_options(dg, options)
     progress(f"pruning {len(plan.groups)} groups")
     mark = time.perf_counter()
     result = apply_plan(dg, plan.groups)
@@ -182,7 +184,7 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
         "groups": {"total": len(dg.channel_groups()), "pruned": len(plan.groups),
                    "blocked": len(dg.channel_groups()) - len(dg.prunable_groups())},
         "channels_removed": int(sum(len(units) for units in plan.groups.values())),
-        "validation": validation, "notes": plan.notes,
+        "validation": validation, "notes": plan.notes, "warnings": warnings,
     }
     if calibration is not None:
         report["calibration"] = {"fit_samples": calibration.fit_samples,
@@ -204,6 +206,18 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
     if options.html:
         write_html(report, options.html)
     return report
+
+
+def ineffective_options(dg, options: PruneOptions) -> list[str]:
+    """Options that match or change nothing on this model, each said in one line."""
+    found = []
+    for pattern in options.ignore:
+        if not ignored_groups(dg, [pattern]):
+            found.append(f"--ignore '{pattern}' matches no node, initializer or tensor of any channel group")
+    if options.heads_ratio is not None and not any(is_heads(g) for g in dg.prunable_groups()):
+        found.append("--heads-ratio changes nothing: the analysis found no prunable attention-head group (see "
+                     "`onnxprune groups MODEL --factor-policy leading`)")
+    return found
 
 
 def feeds_of(batches):
