@@ -371,6 +371,8 @@ def _check_consistent(module: nn.Module, cuts: dict) -> None:
             pairs = [(p, getattr(m, p).shape[0], m.num_features) for p in ("weight", "bias", "running_mean",
                                                                            "running_var")
                      if isinstance(getattr(m, p, None), torch.Tensor)]
+        elif isinstance(m, (nn.LayerNorm, nn.GroupNorm)) and m.bias is not None and weight is not None:
+            pairs = [("bias", m.bias.shape[0], weight.shape[0])]
         else:
             continue
         for attr, got, want in pairs:
