@@ -20,7 +20,7 @@ def _block_positions(ctx: AnalysisContext, tensors, axis: int) -> None:
         ctx.block(ctx.axis(tensor, axis), f"{ctx.where()} writes updates at positions along this axis")
 
 
-@register("ScatterElements", "Scatter")
+@register("ScatterElements")
 class ScatterElementsHandler(OpHandler):
     """Y[.., indices[.., i, ..], ..] (op)= updates[.., i, ..] along ``axis``: updates and indices share a shape;
     their other axes are Y's (and data's) same axes; data/Y's scatter axis is addressed by position."""

@@ -9,7 +9,6 @@ from opset 13 they normalise over ``axis`` alone (default -1).
 from __future__ import annotations
 
 import onnx_graphsurgeon as gs
-
 from onnxprune.op_handlers.common import couple_identity_all
 
 from onnxprune.handlers import AnalysisContext, OpHandler, register
@@ -32,14 +31,17 @@ class SoftmaxHandler(OpHandler):
             if ctx.size(x, axis) != 1:
                 ctx.inexact(ctx.axis(x, axis), f"{ctx.where()} normalises over this axis")
             if any(_contracts_with_constant(c, y, axis, rank) for c in y.outputs):
-                ctx.block(ctx.axis(x, axis), "fixed-bin distribution read by a constant projection (DFL): "
+                ctx.block(ctx.axis(x, axis), "fixed-bin distribution read by a constant projection to one value (DFL): "
                           f"{ctx.where()} normalises this axis and {y.outputs[0].op} reads it with fixed weights")
 
 
 def _contracts_with_constant(consumer: gs.Node, y: gs.Tensor, axis: int, rank: int) -> bool:
-    """Whether ``consumer`` sums ``y``'s ``axis`` against a constant weight (a Conv's input channels, MatMul's
-    last axis of A): an expectation over a fixed set of bins, like YOLO's Distribution Focal Loss decoder."""
+    """Whether ``consumer`` sums ``y``'s ``axis`` against a constant weight into one value (a Conv with one output
+    channel, a MatMul with one output column): the expectation over a fixed set of bins, like YOLO's
+    Distribution Focal Loss decoder (a softmax over channels feeding a layer of several outputs stays prunable)."""
     if not consumer.inputs or consumer.inputs[0] is not y or len(consumer.inputs) < 2:
         return False
-    contracted = {"Conv": 1, "MatMul": rank - 1, "Gemm": 1}.get(consumer.op)
-    return contracted == axis and isinstance(consumer.inputs[1], gs.Constant)
+    contracted, out_axis = {"Conv": (1, 0), "MatMul": (rank - 1, -1)}.get(consumer.op, (None, 0))
+    weight = consumer.inputs[1]
+    shape = weight.shape if isinstance(weight, gs.Constant) else None
+    return contracted == axis and shape is not None and len(shape) >= 2 and shape[out_axis] == 1
