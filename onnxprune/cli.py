@@ -345,6 +345,18 @@ def demo(model_name: str, size: int, ratio: float, out_dir: str | None, runs: in
             click.echo("(models written to a temporary directory; pass --out-dir to keep them)")
 
 
+@main.command("apply-plan", add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def apply_plan(args: tuple[str, ...]) -> None:
+    """Apply a prune plan to the PyTorch module the model came from, for fine-tuning (torch needed; --help)."""
+    try:
+        from onnxprune.torch import apply_plan_command  # torch is optional: imported only for this command
+    except ImportError as exc:
+        raise click.ClickException(f"apply-plan needs torch ({exc})") from None
+    apply_plan_command.main(list(args), prog_name="onnxprune apply-plan")
+
+
 def _demo_trained(trained, name: str, folder: str, ratio: float, runs: int, provider: str, show) -> None:
     """Train ``name``, prune it without and with reconstruction, and print accuracy, MACs and speedup."""
     import numpy as np

@@ -31,7 +31,8 @@ LAYERS = [
     ("onnxprune",),  # the package's __init__: the public API over everything
 ]
 # Function-level imports of our own modules that are not about layers: optional dependencies (torch for models/).
-ALLOWED_LOCAL_IMPORTS = {("onnxprune.cli", "onnxprune.models")}
+ALLOWED_LOCAL_IMPORTS = {("onnxprune.cli", "onnxprune.models"), ("onnxprune.cli", "onnxprune.models.trained"),
+                         ("onnxprune.cli", "onnxprune.torch")}
 
 
 def modules() -> dict[str, Path]:
