@@ -130,7 +130,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
     def keep(node: gs.Node) -> bool:  # what reads an overridable initializer is not constant
         return any(t.name in overridable for t in node.inputs)
 
-    learned = True  # whether the last shape refresh changed what onnx-graphsurgeon's folding looks at
+    learned = changed = True  # whether the last shape refresh changed what gs's folding looks at / anything
     for _ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
         before = (len(graph.nodes), _shape_signature(graph))
         fold_static_values(graph)
@@ -144,11 +144,13 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
             graph.cleanup(remove_unused_graph_inputs=False).toposort()
         except Exception as exc:  # a cycle, or a graph gs cannot rebuild
             raise ModelLoadError(f"cannot process the graph: {exc}") from None
-        if not learned and len(graph.nodes) == before[0]:
-            break  # nothing folded, and the last refresh taught nothing: another one would return the same shapes
+        if not changed and len(graph.nodes) == before[0]:
+            break  # nothing folded, and the last refresh changed nothing: another one would return the same shapes
         folded = _shape_signature(graph, dtypes=True)
         refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
-        learned = _taught_folding(graph, folded, _shape_signature(graph, dtypes=True))
+        refreshed = _shape_signature(graph, dtypes=True)
+        changed = refreshed != folded
+        learned = _taught_folding(graph, folded, refreshed)
         if (len(graph.nodes), _shape_signature(graph)) == before:
             break
     _name_nodes(graph)
