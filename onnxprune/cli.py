@@ -11,6 +11,7 @@ import time
 
 import click
 
+from onnxprune import progress
 from onnxprune.analysis import AnalysisOptions, analyse_model
 from onnxprune.analysis.stats import count_macs, count_params, op_support
 from onnxprune.errors import OnnxPruneError
@@ -101,8 +102,10 @@ input_shape_option = click.option("--input-shape", "input_shapes", multiple=True
 
 @click.group()
 @click.version_option(package_name="onnxprune")
-def main() -> None:
+@click.option("--quiet", is_flag=True, help="No progress bars (they are drawn only on a terminal anyway).")
+def main(quiet: bool) -> None:
     """Structural pruning of ONNX models: find coupled channel groups, prune them, prove the result."""
+    progress.enable(progress.wanted(quiet))
 
 
 main.add_command(report_command)

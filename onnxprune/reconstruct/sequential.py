@@ -21,6 +21,7 @@ from onnxprune.apply import PruneResult
 from onnxprune.data import Calibration, prepare_calibration
 from onnxprune.ir.export import export_graph
 from onnxprune.ir.graph import copy_graph
+from onnxprune.progress import track
 from onnxprune.reconstruct.activations import collect
 from onnxprune.reconstruct.consumers import Consumer, find_consumers
 from onnxprune.reconstruct.gram import GramAccumulator
@@ -142,7 +143,7 @@ def reconstruct(dg: DependencyGraph, result: PruneResult, calib, options: Recons
     sources = {id(c.node): originals[c.node.outputs[0].name] for c in consumers}
     dtypes = {name: t.dtype for name, t in dg.graph.tensors().items() if isinstance(t, gs.Variable)}
     fits = []
-    for level, group in sorted(levels(graph, consumers).items()):
+    for level, group in track(sorted(levels(graph, consumers).items()), "reconstructing layers"):
         names = sorted({c.x for c in group})
         current = export_graph(graph, dg.loaded)
         targets = {id(c): _target(c, sources[id(c.node)]) for c in group}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from onnxprune.errors import PruneError
+from onnxprune.progress import track
 from onnxprune.search.evaluate import Evaluator, Measurement
 from onnxprune.selection.select import SelectionOptions, select
 
@@ -60,7 +61,7 @@ def measure_sensitivity(dg, scores: dict[int, np.ndarray], evaluator: Evaluator,
                    target_params=None)
     ratios = sorted(set(ratios))
     found: dict[int, GroupSensitivity] = {}
-    for k, gid in enumerate(sorted(scores)):
+    for k, gid in enumerate(track(sorted(scores), "measuring group sensitivity")):
         curve = GroupSensitivity(gid, dg.group(gid).size)
         previous = 0
         for ratio in ratios:

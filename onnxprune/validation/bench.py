@@ -18,6 +18,7 @@ import onnx
 import onnxruntime as ort
 
 from onnxprune.errors import OnnxPruneError
+from onnxprune.progress import track
 from onnxprune.runtime import available_provider, example_inputs
 
 ModelSource = str | os.PathLike | onnx.ModelProto
@@ -197,7 +198,7 @@ def benchmark(models: Sequence[ModelSource], provider: str = "auto", batch: int 
     times = np.zeros((len(runners), runs))
     order = list(range(len(runners)))
     clock = _cpu_clock()
-    for r in range(runs):
+    for r in track(range(runs), "timing"):
         for k in order if r % 2 == 0 else order[::-1]:
             start = time.perf_counter_ns()
             runners[k]()

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"onnxprune": "onnxprune", "op_handlers": "onnxprune.op_handlers", "models": "onnxprune.models"}
 # Bottom to top; a module may import from its own layer and any layer below it.
 LAYERS = [
-    ("onnxprune.errors", "onnxprune.axes"),
+    ("onnxprune.errors", "onnxprune.axes", "onnxprune.progress"),
     ("onnxprune.ir",),
     ("onnxprune.runtime",),
     ("onnxprune.data",),
