@@ -40,10 +40,13 @@ def read_model(source: str | os.PathLike | onnx.ModelProto,
     except ModelLoadError:
         raise
     except Exception as exc:  # protobuf raises several types for garbage input
-        raise ModelLoadError(f"{path}: not a valid ONNX protobuf: the file is truncated, damaged or not a model "
-                             f"({exc.__class__.__name__}: {exc})") from None
+        hint = framework_hint(path)
+        raise ModelLoadError(f"{path}: " + (hint or "not a valid ONNX protobuf: the file is truncated, damaged or not "
+                                            f"a model ({exc.__class__.__name__}: {exc})")) from None
     if not model.graph.node:
-        raise ModelLoadError(f"{path}: the file parsed but holds no ONNX graph nodes (is it an ONNX model?)")
+        hint = framework_hint(path)
+        raise ModelLoadError(f"{path}: " + (hint or "the file parsed but holds no ONNX graph nodes (is it an ONNX "
+                                                    "model?)"))
     _check_structure(model, str(path))
     _EXTERNAL_FILES[str(path.resolve())] = external_files(model, path.parent)
     return model, str(path)
@@ -162,6 +165,28 @@ def _load_without_raw_weights(path: Path, mapped: dict[str, np.ndarray]) -> onnx
         arrays[init.name] = np.frombuffer(buf, dtype=dtype, count=numel, offset=start).reshape(init.dims)
     mapped.update(arrays)
     return model
+
+
+# File signatures of the formats users most often pass by mistake, with what to do instead.
+_FRAMEWORK_FILES = (
+    (b"PK\x03\x04", "this is a zip archive, as torch.save writes .pt/.pth checkpoints: export the model to ONNX "
+                      "first, e.g. torch.onnx.export(model, example_inputs, 'model.onnx')"),
+    (b"\x80", "this is a Python pickle (an old torch.save checkpoint?): export the model to ONNX first, e.g. "
+               "torch.onnx.export(model, example_inputs, 'model.onnx')"),
+    (b"\x89HDF", "this is an HDF5 file (a Keras .h5 model?): convert it to ONNX first, e.g. "
+                  "python -m tf2onnx.convert --keras model.h5 --output model.onnx"),
+)
+
+
+def framework_hint(path: Path) -> str | None:
+    """What to do when ``path`` is a framework's own file (PyTorch checkpoint, Keras HDF5, TF SavedModel), else
+    None."""
+    if path.name == "saved_model.pb" or path.suffix in (".pbtxt",):
+        return ("this is a TensorFlow SavedModel: convert it to ONNX first, e.g. python -m tf2onnx.convert "
+                "--saved-model DIR --output model.onnx")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return next((hint for magic, hint in _FRAMEWORK_FILES if head.startswith(magic)), None)
 
 
 def external_files(model: onnx.ModelProto, base: Path) -> set[str]:

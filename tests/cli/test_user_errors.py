@@ -25,3 +25,13 @@ def test_options_that_change_nothing_are_warned_about(tmp_path):
     assert "warning: --heads-ratio changes nothing" in result.stderr
     quiet = CliRunner().invoke(main, ["prune", str(source), str(tmp_path / "out2.onnx"), "--ignore", "conv1"])
     assert quiet.exit_code == 0 and "warning" not in quiet.stderr, quiet.stderr
+
+
+def test_a_pytorch_checkpoint_given_as_the_model_gets_a_hint(tmp_path):
+    import torch
+
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"weight": torch.ones(2)}, checkpoint)
+    result = CliRunner().invoke(main, ["prune", str(checkpoint), str(tmp_path / "out.onnx")])
+    assert result.exit_code == 2
+    assert "torch.onnx.export" in result.stderr and result.stderr.count("\n") == 1, result.stderr
