@@ -13,10 +13,11 @@ from onnxprune.apply import PruneResult, apply_plan, prune_group
 from onnxprune.axes import ChannelAxis
 from onnxprune.errors import ModelLoadError, OnnxPruneError, PruneError, ShapeError, ValidationError
 from onnxprune.ir.loading import LoadedModel, load
+from onnxprune.pipeline import Pruned, PruneOptions, prune
 from onnxprune.validation.oracle import masked_model
 
 __version__ = "0.1.0"
 
 __all__ = ["AnalysisOptions", "ChannelAxis", "DependencyGraph", "Group", "LoadedModel", "ModelLoadError",
-           "OnnxPruneError", "PruneError", "PruneResult", "ShapeError", "ValidationError", "analyse",
-           "analyse_model", "apply_plan", "load", "masked_model", "prune_group"]
+           "OnnxPruneError", "PruneError", "PruneOptions", "PruneResult", "Pruned", "ShapeError", "ValidationError",
+           "analyse", "analyse_model", "apply_plan", "load", "masked_model", "prune", "prune_group"]

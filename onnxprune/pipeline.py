@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
+
 from onnxprune.analysis.stats import count_macs, count_params
-from onnxprune.apply import apply_plan
+from onnxprune.apply import PruneResult, apply_plan
 from onnxprune.data import prepare_calibration
 from onnxprune.errors import OnnxPruneError
 from onnxprune.ir.export import export_graph
@@ -25,7 +27,7 @@ from onnxprune.report import report_tables, write_html
 from onnxprune.runtime import available_provider
 from onnxprune.search import plan_for_target, plan_pruning
 from onnxprune.search.metrics import AccuracyTarget
-from onnxprune.selection import PlanSettings, SelectionOptions, is_heads
+from onnxprune.selection import Plan, PlanSettings, SelectionOptions, is_heads
 from onnxprune.selection.select import ignored_groups
 from onnxprune.validation.checks import check_model
 from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT, Comparison, compare
@@ -99,21 +101,69 @@ def check_output_path(source: str | os.PathLike, output: str | os.PathLike) -> N
         raise OnnxPruneError(f"output directory {out.parent} does not exist")
 
 
-def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: PruneOptions,
-               report_path: str | None = None, plan_path: str | None = None,
-               progress: Callable[[str], None] = lambda message: None) -> dict:
-    """Prune ``source`` into ``output`` (written atomically; the input is never touched) and return the report
-    dict (the ``--report`` JSON)."""
-    start = time.perf_counter()
-    seconds: dict[str, float] = {}
-    check_output_path(source, output)
-    for extra in (report_path, plan_path, options.html):
-        if extra and not Path(extra).parent.is_dir():
-            raise OnnxPruneError(f"directory {Path(extra).parent} of {extra} does not exist")
+@dataclass
+class Pruned:
+    """What ``prune`` returns: the pruned (and, with calibration data, reconstructed) model, the plan, and the
+    report (MACs and params before/after, validation, fidelity, per-group table). Nothing is written until ``save``."""
+
+    result: PruneResult
+    plan: Plan
+    report: dict
+    source: str | None = None
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The pruned ModelProto (self-contained; see ``PruneResult.model``)."""
+        return self.result.model
+
+    @property
+    def macs(self) -> dict:
+        """{'before': int, 'after': int} multiply-accumulates per sample (dynamic dims counted as 1)."""
+        return self.report["macs"]
+
+    @property
+    def params(self) -> dict:
+        """{'before': int, 'after': int} float parameters."""
+        return self.report["params"]
+
+    @property
+    def validation(self) -> dict:
+        """The structural check: the mask oracle for mask-exact plans, drift from the original otherwise."""
+        return self.report["validation"]
+
+    def save(self, path: str | os.PathLike, report: str | None = None, plan: str | None = None,
+             html: str | None = None) -> None:
+        """Write the model atomically (never over the input), and optionally the report JSON, the plan JSON and
+        the HTML page."""
+        for extra in (report, plan, html):
+            if extra and not Path(extra).parent.is_dir():
+                raise OnnxPruneError(f"directory {Path(extra).parent} of {extra} does not exist")
+        mark = time.perf_counter()
+        save_model(self.result.exported, path, source=self.source)
+        self.report["output"] = str(path)
+        self.report["stage_seconds"]["save"] = _lap(mark)
+        if report:
+            with open(report, "w") as f:
+                json.dump(self.report, f, indent=2)
+        if plan:
+            self.plan.save(plan)
+        if html:
+            write_html(self.report, html)
+
+
+def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | None = None,
+          progress: Callable[[str], None] = lambda message: None, **option_values) -> Pruned:
+    """Prune a model (a path or a ModelProto) in memory: analyse, plan, apply, check, validate the structural
+    step, reconstruct on calibration data when given, measure. ``options`` or keyword arguments named like
+    PruneOptions' fields (``ratio=0.3, calib="calib.npz"``). ``calib`` may also be a dict of arrays, an iterable
+    of feed dicts or an onnxruntime CalibrationDataReader. Nothing is written: see ``Pruned.save``."""
+    options = dataclasses.replace(options or PruneOptions(), **option_values)
     if options.refit and options.calib is None:
         raise OnnxPruneError("--reconstruct needs calibration data (--calib FILE.npz or a directory of them)")
     if options.min_agreement is not None and options.calib is None:
         raise OnnxPruneError("--min-agreement needs calibration data to measure agreement on (--calib)")
+    start = time.perf_counter()
+    seconds: dict[str, float] = {}
     provider = available_provider(options.provider) if options.validate else None  # fails before any work
     settings = options.settings()
     dg = settings.analyse(source)
@@ -154,7 +204,8 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
         mark = time.perf_counter()
         progress(f"validating on {provider}: " + ("against the mask oracle" if plan.exact else
                                                   "output drift from the original (not mask-exact)"))
-        validation = validate_plan(plan, result.exported, options.calib, provider=options.provider,
+        every_sample = calibration.fit + calibration.holdout if calibration is not None else None
+        validation = validate_plan(plan, result.exported, every_sample, provider=options.provider,
                                    max_drift=_max_drift(options)).to_dict()
         validation["skipped"] = False
         seconds["validate"] = _lap(mark)
@@ -173,12 +224,10 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
                                     _max_drift(options),
                                     options.provider if options.validate else "cpu")
         seconds["measure"] = _lap(mark)
-    mark = time.perf_counter()
-    save_model(result.exported, output, source=source)
-    seconds["save"] = _lap(mark)
     pruned_graph = result.graph
     report = {
-        "input": str(source), "output": str(output), "criterion": plan.criterion, "ratio": plan.ratio,
+        "input": str(source) if not isinstance(source, onnx.ModelProto) else "<ModelProto>", "output": None,
+        "criterion": plan.criterion, "ratio": plan.ratio,
         "macs": {"before": count_macs(dg.graph), "after": count_macs(pruned_graph)},
         "params": {"before": count_params(dg.graph), "after": count_params(pruned_graph)},
         "groups": {"total": len(dg.channel_groups()), "pruned": len(plan.groups),
@@ -198,14 +247,23 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
     seconds["total"] = _lap(start)
     report["stage_seconds"] = seconds
     report["seconds"] = seconds["total"]
-    if report_path:
-        with open(report_path, "w") as f:
-            json.dump(report, f, indent=2)
-    if plan_path:
-        plan.save(plan_path)
-    if options.html:
-        write_html(report, options.html)
-    return report
+    return Pruned(result, plan, report, None if isinstance(source, onnx.ModelProto) else os.fspath(source))
+
+
+def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: PruneOptions,
+               report_path: str | None = None, plan_path: str | None = None,
+               progress: Callable[[str], None] = lambda message: None) -> dict:
+    """Prune ``source`` into ``output`` (written atomically; the input is never touched) and return the report
+    dict (the ``--report`` JSON)."""
+    check_output_path(source, output)
+    for extra in (report_path, plan_path, options.html):
+        if extra and not Path(extra).parent.is_dir():
+            raise OnnxPruneError(f"directory {Path(extra).parent} of {extra} does not exist")
+    pruned = prune(source, options, progress)
+    pruned.save(output, report=report_path, plan=plan_path, html=options.html)
+    return pruned.report
+
+
 
 
 def ineffective_options(dg, options: PruneOptions) -> list[str]:
