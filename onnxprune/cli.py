@@ -23,6 +23,7 @@ from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT
 from onnxprune.validation.validate import check_file
 from onnxprune.validation.validate import validate as run_validation
 
+GROUPS_SCHEMA_VERSION = 1  # `groups --json` (docs/formats.md)
 _SHAPE_FORM = "NAME:D1xD2x... (e.g. x:1x3x224x224, or x:batchx3x224x224 to keep the batch symbolic)"
 
 
@@ -128,7 +129,8 @@ def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shape
                        initializer_inputs=prune_initializer_inputs)
     listed = dg.groups if show_all else dg.channel_groups()
     if as_json:
-        click.echo(json.dumps({"model": model, **dg.summary(), "groups_list": [g.to_dict() for g in listed]},
+        click.echo(json.dumps({"schema_version": GROUPS_SCHEMA_VERSION, "model": model, "summary": dg.summary(),
+                               "groups": [g.to_dict() for g in listed]},
                               indent=2))
         return
     for group in listed:

@@ -28,7 +28,7 @@ def test_groups_and_inspect(resnet):
     text = run("groups", resnet)
     assert text.exit_code == 0 and "6 prunable, 2 blocked" in text.output
     data = json.loads(run("groups", resnet, "--json").output)
-    assert data["prunable"] == 6 and len(data["groups_list"]) == 8
+    assert data["schema_version"] == 1 and data["summary"]["prunable"] == 6 and len(data["groups"]) == 8
     info = json.loads(run("inspect", resnet, "--json").output)
     assert info["ops"]["Conv"] == {"count": 9, "supported": True} and info["params"] > 0 and info["macs"] > 0
 
