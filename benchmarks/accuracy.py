@@ -1,7 +1,8 @@
 """Accuracy kept by reconstruction on models trained in seconds (models/trained.py), and what it costs.
 
 For every trained model: the original test accuracy; pruned (l2, one ratio for every group) at 0.3 and 0.5 without
-and with reconstruction (ridge, default options, calibration = 320 training samples of which 20% are held out);
+and with reconstruction (ridge, default options, calibration = 320 training samples of which 20% are held out), and
+with reconstruction after sensitivity allocation at the same MACs; what ``--min-agreement 0.99`` reaches;
 the MACs ratio; the measured latency ratio (pruned / original, onnxruntime CPU, paired runs); reconstruction time.
 With ``--resnet50``: reconstruction time and peak memory (tracemalloc: numpy and Python allocations, not
 onnxruntime's arena) on ResNet-50 at real widths (224x224, random weights) with 256 random calibration samples.
@@ -25,8 +26,10 @@ from onnxprune.models import trained
 import onnxprune as op
 from onnxprune import models
 from onnxprune.analysis.stats import count_macs
+from onnxprune.data import prepare_calibration
 from onnxprune.reconstruct import ReconstructOptions, reconstruct
-from onnxprune.search.planning import plan_pruning
+from onnxprune.search.metrics import AccuracyTarget
+from onnxprune.search.planning import plan_for_target, plan_pruning
 from onnxprune.selection.select import SelectionOptions
 from onnxprune.validation.bench import benchmark
 from onnxprune.validation.comparison import compare
@@ -48,7 +51,9 @@ def measure_model(name: str, out_dir: str) -> list[dict]:
         rec.result.save(pruned_path)
         timing = benchmark([model.path, pruned_path], provider="cpu", batch=64, runs=100, warmup=10,
                            min_seconds=2.0)
+        allocated = _sensitivity_refit(dg, model, ratio)
         rows.append({"model": name, "ratio": ratio, "train_s": train_s, "original": model.accuracy,
+                     "sensitivity": allocated["accuracy"], "sensitivity_macs": allocated["macs"],
                      "pruned": trained.accuracy(result.exported, model.test_x, model.test_y, model.input_name),
                      "reconstructed": trained.accuracy(pruned_path, model.test_x, model.test_y, model.input_name),
                      "macs": count_macs(rec.result.graph) / count_macs(dg.graph),
@@ -56,12 +61,47 @@ def measure_model(name: str, out_dir: str) -> list[dict]:
                      "seconds": rec.seconds, "layers": len(rec.layers), "notes": len(rec.notes),
                      "test_samples": len(model.test_y)})
         print(_row(rows[-1]), flush=True)
+    target = _min_agreement(dg, model, 0.99)
+    print(f"min-agreement 0.99 on {name}: {target}", flush=True)
+    rows[-1]["target"] = target
     return rows
+
+
+def _calibration(model):
+    return prepare_calibration(model.path, {model.input_name: model.calib}, holdout=0.2)
+
+
+def _sensitivity_refit(dg, model, ratio: float) -> dict:
+    """Sensitivity allocation for the MACs the uniform ratio leaves, refit candidates, then the final refit."""
+    calibration = _calibration(model)
+    plan = plan_pruning(dg, "l2", SelectionOptions(ratio=ratio), calibration, allocate="sensitivity",
+                        reconstruct=ReconstructOptions())
+    rec = reconstruct(dg, op.apply_plan(dg, plan.groups), calibration)
+    return {"accuracy": trained.accuracy(rec.result.exported, model.test_x, model.test_y, model.input_name),
+            "macs": count_macs(rec.result.graph) / count_macs(dg.graph)}
+
+
+def _min_agreement(dg, model, agreement: float) -> dict:
+    """The most uniform pruning (with reconstruction) whose held-out top-1 agreement stays >= ``agreement``."""
+    plan, result = plan_for_target(dg, AccuracyTarget(min_agreement=agreement), "l2", SelectionOptions(),
+                                   _calibration(model), reconstruct=ReconstructOptions())
+    if not result.reached or result.pruned is None:
+        return {"reached": False, "message": result.message}
+    return {"reached": True, "ratio": plan.ratio, "macs": count_macs(result.pruned.graph) / count_macs(dg.graph),
+            "accuracy": trained.accuracy(result.pruned.exported, model.test_x, model.test_y, model.input_name)}
 
 
 def _row(r: dict) -> str:
     return (f"| {r['model']} | {r['ratio']} | {r['original']:.2%} | {r['pruned']:.2%} | {r['reconstructed']:.2%} | "
+            f"{r['sensitivity']:.2%} ({r['sensitivity_macs']:.2f}) | "
             f"{r['macs']:.2f} | {r['latency']:.2f} | {r['seconds']:.1f} | {r['layers']} | {r['notes']} |")
+
+
+def _target_row(r: dict) -> str:
+    t = r["target"]
+    if not t["reached"]:
+        return f"| {r['model']} | {r['original']:.2%} | not reached: {t['message']} | | |"
+    return f"| {r['model']} | {r['original']:.2%} | {t['ratio']:.3f} | {t['macs']:.2f} | {t['accuracy']:.2%} |"
 
 
 def measure_resnet50(out_dir: str, samples: int = 256) -> dict:
@@ -93,8 +133,9 @@ READING = ("Notes: 'notes' counts consumers of pruned channels that were not ref
            "which is not refit (only the next LSTM's input weights W and the classifier are), hence its larger drop. "
            "Latency ratios of these tiny models at batch 64 include onnxruntime's per-node overhead, which pruning "
            "does not shrink, and the machine was shared while timing.")
-HEADER = ("| model | ratio | original | pruned | reconstructed | MACs ratio | latency ratio | refit s | layers refit "
-          "| notes |\n|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| model | ratio | original | pruned | reconstructed | reconstructed + sensitivity (MACs ratio) | MACs ratio "
+          "| latency ratio | refit s | layers refit | notes |\n|---|---|---|---|---|---|---|---|---|---|---|")
+TARGET_HEADER = ("| model | original | ratio reached | MACs ratio | test accuracy |\n|---|---|---|---|---|")
 
 
 def main() -> None:
@@ -122,7 +163,11 @@ def main() -> None:
                  "l2, one ratio for every group; reconstruction: ridge (alpha 1e-3), 256 calibration samples "
                  "from the training split fit, 64 held out. Latency ratio = pruned / original, batch 64, paired "
                  f"runs (other processes used up to {load:.0%} of the CPU while timing: latencies are noisy).", "",
-                 HEADER, *[_row(r) for r in rows], "", READING, ""]
+                 HEADER, *[_row(r) for r in rows], "",
+                 "Reconstructed + sensitivity: per-group ratios from each group's measured sensitivity (refit "
+                 "candidates), for the MACs the uniform ratio leaves; its own MACs ratio in brackets.", "",
+                 "## `--min-agreement 0.99` with reconstruction (held-out calibration data)", "", TARGET_HEADER,
+                 *[_target_row(r) for r in rows if "target" in r], "", READING, ""]
         if big:
             command = f"python -m benchmarks.accuracy --models --resnet50 --resnet50-samples {big['samples']}"
             lines += ["## ResNet-50 at real widths (224x224, random weights, ratio 0.3)", "",
