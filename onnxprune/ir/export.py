@@ -25,6 +25,9 @@ PROTOBUF_LIMIT = 2**31 - 1
 # limit that models which fit in one file stay so (unless they came with external data).
 EXTERNAL_THRESHOLD = PROTOBUF_LIMIT // 8 * 7
 TENSOR_MIN_BYTES = 1024  # tensors this large go to the external data file, smaller ones stay in the model
+# Single-file models with more bytes of constants than this are staged the same way (``ExportedModel.single_file``:
+# saved as one file in the end), so checking and running them never holds their weights twice in the proto.
+STAGE_THRESHOLD = 64 << 20
 ALIGN = 4096  # external tensors start at page offsets, so runtimes can map them
 DATA_NAME = "model.data"
 _TEMP_DIRS: list[str] = []
@@ -42,17 +45,23 @@ class ExportedModel:
 
     proto: onnx.ModelProto
     data_dir: str | None = None
+    single_file: bool = False  # the external data is only staged: save the model as one file
 
 
 def export_graph(graph: gs.Graph, loaded=None, external_threshold: int | None = None) -> ExportedModel:
     """Export ``graph``, keeping the original opset imports, ir_version and producer fields of ``loaded``
     (a ``LoadedModel``). Graphs with more than ``external_threshold`` bytes of constants (default
     ``EXTERNAL_THRESHOLD``), and graphs of models that came with external data, get their large tensors written to a
-    temporary external data file instead of copied into the proto."""
+    temporary external data file instead of copied into the proto. Other graphs with more than ``STAGE_THRESHOLD``
+    bytes of constants are staged the same way but marked ``single_file`` (saving writes them as one file)."""
     threshold = EXTERNAL_THRESHOLD if external_threshold is None else external_threshold
     constants = [t for t in graph.tensors().values() if isinstance(t, gs.Constant)]
-    if sum(_nbytes(t) for t in constants) > threshold or getattr(loaded, "external_data", False):
+    total = sum(_nbytes(t) for t in constants)
+    if total > threshold or getattr(loaded, "external_data", False):
         exported = _export_external(graph, [t for t in constants if _nbytes(t) >= TENSOR_MIN_BYTES])
+    elif total > STAGE_THRESHOLD and external_threshold is None:
+        exported = _export_external(graph, [t for t in constants if _nbytes(t) >= TENSOR_MIN_BYTES])
+        exported.single_file = True
     else:
         exported = ExportedModel(gs.export_onnx(graph, do_type_check=False))
     model = exported.proto

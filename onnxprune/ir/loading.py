@@ -131,8 +131,9 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         return any(t.name in overridable for t in node.inputs)
 
     learned = changed = True  # whether the last shape refresh changed what gs's folding looks at / anything
+    signature = _shape_signature(graph)
     for _ in range(_MAX_FOLD_ROUNDS):  # folding makes more shapes static, which lets more shape subgraphs fold
-        before = (len(graph.nodes), _shape_signature(graph))
+        before = (len(graph.nodes), _shapes_only(signature))
         fold_static_values(graph)
         fold_weight_nodes(graph, model.opset_import, model.ir_version, keep)  # lazily; gs folds what it leaves
         try:
@@ -146,12 +147,12 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
             raise ModelLoadError(f"cannot process the graph: {exc}") from None
         if not changed and len(graph.nodes) == before[0]:
             break  # nothing folded, and the last refresh changed nothing: another one would return the same shapes
-        folded = _shape_signature(graph, dtypes=True)
+        folded = _shape_signature(graph)
         refresh_shapes(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
-        refreshed = _shape_signature(graph, dtypes=True)
-        changed = refreshed != folded
-        learned = _taught_folding(graph, folded, refreshed)
-        if (len(graph.nodes), _shape_signature(graph)) == before:
+        signature = _shape_signature(graph)
+        changed = signature != folded
+        learned = _taught_folding(graph, folded, signature)
+        if (len(graph.nodes), _shapes_only(signature)) == before:
             break
     _name_nodes(graph)
     if strict_shapes:
@@ -163,10 +164,14 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
                        sources=sources, initializer_inputs=initializer_inputs)
 
 
-def _shape_signature(graph: gs.Graph, dtypes: bool = False) -> list:
-    """The activations' shapes (and element types), to see whether a folding round taught anything new."""
-    return [(t.name, None if t.shape is None else tuple(t.shape)) + ((str(t.dtype),) if dtypes else ())
+def _shape_signature(graph: gs.Graph) -> list:
+    """(name, shape, element type) of every activation, to see whether a folding round taught anything new."""
+    return [(t.name, None if t.shape is None else tuple(t.shape), str(t.dtype))
             for t in graph.tensors().values() if isinstance(t, gs.Variable)]
+
+
+def _shapes_only(signature: list) -> list:
+    return [entry[:2] for entry in signature]
 
 
 def _taught_folding(graph: gs.Graph, before: list, after: list) -> bool:

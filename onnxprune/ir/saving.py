@@ -46,8 +46,12 @@ def save_model(model: onnx.ModelProto | ExportedModel, path: str | os.PathLike,
     if path.is_dir():
         raise OnnxPruneError(f"output {path} is a directory")
     if external_data is None:
-        external_data = (exported.data_dir is not None or model.ByteSize() >= PROTOBUF_LIMIT
-                         or (source is not None and len(protected) > 1))
+        external_data = ((exported.data_dir is not None and not exported.single_file)
+                         or model.ByteSize() >= PROTOBUF_LIMIT or (source is not None and len(protected) > 1))
+    if not external_data and exported.data_dir is not None:  # staged by export: gather the tensors into one file
+        model = onnx.ModelProto()
+        model.CopyFrom(exported.proto)
+        onnx.load_external_data_for_model(model, exported.data_dir)
     if not external_data:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
