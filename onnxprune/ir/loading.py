@@ -166,7 +166,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
 
 def _shape_signature(graph: gs.Graph) -> list:
     """(name, shape, element type) of every activation, to see whether a folding round taught anything new."""
-    return [(t.name, None if t.shape is None else tuple(t.shape), str(t.dtype))
+    return [(t.name, None if t.shape is None else tuple(t.shape), t.dtype)
             for t in graph.tensors().values() if isinstance(t, gs.Variable)]
 
 
