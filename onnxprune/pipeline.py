@@ -7,6 +7,7 @@ CLI's ``prune`` and ``demo`` commands are thin layers over ``prune_file``."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -170,10 +171,10 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
     seconds["analyse"] = _lap(start)
     progress(f"analysed {source}: {len(dg.channel_groups())} channel groups, {len(dg.prunable_groups())} "
              f"prunable; scoring with '{options.criterion}'")
-    original = export_graph(dg.graph, dg.loaded)
+    original = functools.cache(lambda: export_graph(dg.graph, dg.loaded))  # exported only when a stage needs it
     calibration = None
     if options.calib is not None:
-        calibration = prepare_calibration(original, options.calib, holdout=options.calib_holdout, seed=options.seed)
+        calibration = prepare_calibration(original(), options.calib, holdout=options.calib_holdout, seed=options.seed)
         progress(f"calibration: {calibration.fit_samples} samples to fit, {calibration.holdout_samples} held out")
     selection = SelectionOptions(ratio=DEFAULT_RATIO if options.ratio is None else options.ratio,
                                  global_ranking=options.global_ranking,
@@ -197,7 +198,7 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
     progress(f"pruning {len(plan.groups)} groups")
     mark = time.perf_counter()
     result = apply_plan(dg, plan.groups)
-    check_model(result.exported, original=lambda: original)
+    check_model(result.exported, original=original)
     seconds["apply"] = _lap(mark)
     validation = {"passed": None, "max_abs_diff": None, "oracle": False, "skipped": True}
     if options.validate and plan.groups:
@@ -217,10 +218,10 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
         reconstruction = reconstruct(dg, result, calibration, ReconstructOptions(seed=options.seed))
         result = reconstruction.result
         plan = dataclasses.replace(plan, refit=True)
-        check_model(result.exported, original=lambda: original)
+        check_model(result.exported, original=original)
         seconds["reconstruct"] = _lap(mark)
         mark = time.perf_counter()
-        fidelity = measure_fidelity(original, structural, result, calibration.holdout or calibration.fit,
+        fidelity = measure_fidelity(original(), structural, result, calibration.holdout or calibration.fit,
                                     _max_drift(options),
                                     options.provider if options.validate else "cpu")
         seconds["measure"] = _lap(mark)
