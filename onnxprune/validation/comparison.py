@@ -194,16 +194,19 @@ def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[d
             batches = [feeds] if isinstance(feeds, dict) else list(feeds)
             inputs = f"{sum(_leading(f) for f in batches)} given samples"
         refs = [ref_session.run(None, f) for f in batches]
+        names = [o.name for o in ref_session.get_outputs()]
+        del ref_session  # one model's weights in onnxruntime at a time: big models peak lower
     except Exception as exc:
         raise ValidationError(f"onnxruntime cannot run the {'mask oracle' if oracle else 'original'} model: "
                               f"{exc}") from None
     try:
         got_session = make_session(candidate, provider, fuse=False)
         gots = [got_session.run(None, f) for f in batches]
+        used = got_session.get_providers()[0]
+        del got_session
     except Exception as exc:
         raise ValidationError(f"onnxruntime cannot run the pruned model although it runs the original (please "
                               f"report this as a bug): {exc}") from None
-    names = [o.name for o in ref_session.get_outputs()]
     reason = ""
     if len(refs[0]) != len(gots[0]):
         reason = f"the reference has {len(refs[0])} outputs, the pruned model {len(gots[0])}"
@@ -231,6 +234,6 @@ def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[d
     return Comparison(passed=passed, oracle=oracle, max_abs_diff=worst, mean_abs_diff=mean, cosine=cosine,
                       top1_agreement=min(top1) if top1 else None, drift=drift, tolerance=tolerance,
                       max_drift=None if oracle else float(max_drift), scale=scale,
-                      provider=got_session.get_providers()[0], inputs=inputs, outputs=outputs, reason=reason,
+                      provider=used, inputs=inputs, outputs=outputs, reason=reason,
                       note=note, exact=exact)
 
