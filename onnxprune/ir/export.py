@@ -49,7 +49,8 @@ class ExportedModel:
 
 
 def export_graph(graph: gs.Graph, loaded=None, external_threshold: int | None = None) -> ExportedModel:
-    """Export ``graph``, keeping the original opset imports, ir_version and producer fields of ``loaded``
+    """Export ``graph``, keeping the original opset imports, ir_version, producer, metadata_props, model_version,
+    doc_string and domain of ``loaded``
     (a ``LoadedModel``). Graphs with more than ``external_threshold`` bytes of constants (default
     ``EXTERNAL_THRESHOLD``), and graphs of models that came with external data, get their large tensors written to a
     temporary external data file instead of copied into the proto. Other graphs with more than ``STAGE_THRESHOLD``
@@ -72,6 +73,10 @@ def export_graph(graph: gs.Graph, loaded=None, external_threshold: int | None = 
         model.ir_version = loaded.ir_version
         model.producer_name = loaded.producer_name or model.producer_name
         model.producer_version = loaded.producer_version or model.producer_version
+        model.model_version, model.doc_string, model.domain = loaded.model_version, loaded.doc_string, loaded.domain
+        del model.metadata_props[:]
+        for key, value in loaded.metadata_props:
+            model.metadata_props.add(key=key, value=value)
     return exported
 
 

@@ -37,6 +37,10 @@ class LoadedModel:
     sources: dict = field(default_factory=dict)  # folded initializer -> (framework parameter, axes): provenance.py
     initializer_inputs: str = "protect"  # how initializers listed as graph inputs were treated (see load)
     external_data: bool = False  # the file kept (some) initializers in external data files; saving does the same
+    metadata_props: list = field(default_factory=list)  # (key, value) pairs: labels and settings pipelines read
+    model_version: int = 0
+    doc_string: str = ""
+    domain: str = ""
 
 
 def fold_static_values(graph: gs.Graph) -> None:
@@ -161,7 +165,9 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
                        opset_imports=[(i.domain, i.version) for i in model.opset_import], path=path,
                        producer_name=model.producer_name, producer_version=model.producer_version,
                        external_data=path is not None and bool(_EXTERNAL_FILES.get(str(Path(path).resolve()))),
-                       sources=sources, initializer_inputs=initializer_inputs)
+                       sources=sources, initializer_inputs=initializer_inputs,
+                       metadata_props=[(e.key, e.value) for e in model.metadata_props],
+                       model_version=model.model_version, doc_string=model.doc_string, domain=model.domain)
 
 
 def _shape_signature(graph: gs.Graph) -> list:
