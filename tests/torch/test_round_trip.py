@@ -90,10 +90,15 @@ def test_round_trip_few(exported_model, name, exporter):
     round_trip(exported_model, name, exporter, keep_bn=False, check_export=exporter == "torchscript")
 
 
+# The kinds that round-trip; models added later (real exports, graph nets, detectors, diffusion) are not covered yet
+# (see onnxprune/torch/__init__.py for what cannot round-trip and why).
+ROUND_TRIP_KINDS = ("cnn", "rnn", "transformer")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("keep_bn", [True, False])
 @pytest.mark.parametrize("exporter", models.EXPORTERS)
-@pytest.mark.parametrize("name", list(models.ZOO))
+@pytest.mark.parametrize("name", [n for n, spec in models.ZOO.items() if spec.kind in ROUND_TRIP_KINDS])
 def test_round_trip_zoo(exported_model, name, exporter, keep_bn):
     round_trip(exported_model, name, exporter, keep_bn)
 
