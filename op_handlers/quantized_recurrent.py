@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from onnxprune.op_handlers.common import static_product
+from onnxprune.op_handlers.recurrent import couple_states
 
 from onnxprune.handlers import AnalysisContext, OpHandler, OracleContext, RewriteContext, ShapeView, register
 
@@ -58,15 +59,7 @@ class DynamicQuantizeLSTMHandler(OpHandler):
                 ctx.block_all(f"a {ctx.rank(tensor)}-D scale or zero point ('{tensor.name}') is not supported")
                 return
         ctx.identity(ctx.axis(x, 2), ctx.axis(w, 1))
-        ctx.nonchannel_tensor(x, [0, 1])
-        for state in (ctx.input(5), ctx.input(6), ctx.output(1), ctx.output(2)):
-            if state is not None:
-                ctx.identity(ctx.axis(state, 2), unit)
-                ctx.nonchannel_tensor(state, [0, 1])
-        y = ctx.output(0)
-        if y is not None:
-            ctx.identity(ctx.axis(y, 3), unit)
-            ctx.nonchannel_tensor(y, [0, 1, 2])
+        couple_states(ctx, x, unit, [ctx.input(5), ctx.input(6), ctx.output(1), ctx.output(2)])
         if b is None:
             ctx.block_all(f"{node.op} without a bias is not supported")
 

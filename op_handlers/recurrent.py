@@ -13,6 +13,20 @@ from onnxprune.op_handlers.common import static_product
 from onnxprune.handlers import AnalysisContext, OpHandler, OracleContext, RewriteContext, ShapeView, register
 
 
+def couple_states(ctx: AnalysisContext, x, unit, states: list) -> None:
+    """What every recurrent op shares: X's [seq, batch] axes, and each state [dirs, batch, H] and Y
+    [seq, dirs, batch, H] holding hidden unit k at index k of ``unit``'s axis."""
+    ctx.nonchannel_tensor(x, [0, 1])
+    for state in states:
+        if state is not None:
+            ctx.identity(ctx.axis(state, 2), unit)
+            ctx.nonchannel_tensor(state, [0, 1])
+    y = ctx.output(0)
+    if y is not None:
+        ctx.identity(ctx.axis(y, 3), unit)
+        ctx.nonchannel_tensor(y, [0, 1, 2])
+
+
 class RecurrentHandler(OpHandler):
     """H_t = f(X_t W^T + H_(t-1) R^T + Wb + Rb), one row block of W, R, B per gate; subclasses set the number of
     gates and which inputs and outputs hold states and peepholes."""
@@ -42,15 +56,8 @@ class RecurrentHandler(OpHandler):
             three = np.arange(3 * hidden)
             ctx.couple(unit, ctx.axis(peephole, 1), three % hidden, three)
         ctx.identity(ctx.axis(x, 2), ctx.axis(w, 2))
-        ctx.nonchannel_tensor(x, [0, 1])
-        for state in [ctx.input(i) for i in self.state_inputs] + [ctx.output(i) for i in self.state_outputs]:
-            if state is not None:
-                ctx.identity(ctx.axis(state, 2), unit)
-                ctx.nonchannel_tensor(state, [0, 1])
-        y = ctx.output(0)
-        if y is not None:
-            ctx.identity(ctx.axis(y, 3), unit)
-            ctx.nonchannel_tensor(y, [0, 1, 2])
+        couple_states(ctx, x, unit, [ctx.input(i) for i in self.state_inputs] +
+                      [ctx.output(i) for i in self.state_outputs])
         if layout not in (0, 1):
             ctx.block_all(f"unknown layout {layout}")
 
