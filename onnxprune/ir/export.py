@@ -49,8 +49,8 @@ class ExportedModel:
 
 
 def export_graph(graph: gs.Graph, loaded=None, external_threshold: int | None = None) -> ExportedModel:
-    """Export ``graph``, keeping the original opset imports, ir_version, producer, metadata_props, model_version,
-    doc_string and domain of ``loaded``
+    """Export ``graph``, keeping the original opset imports, ir_version, producer, metadata_props (the model's and
+    each node's), model_version, doc_string and domain of ``loaded``
     (a ``LoadedModel``). Graphs with more than ``external_threshold`` bytes of constants (default
     ``EXTERNAL_THRESHOLD``), and graphs of models that came with external data, get their large tensors written to a
     temporary external data file instead of copied into the proto. Other graphs with more than ``STAGE_THRESHOLD``
@@ -77,6 +77,9 @@ def export_graph(graph: gs.Graph, loaded=None, external_threshold: int | None = 
         del model.metadata_props[:]
         for key, value in loaded.metadata_props:
             model.metadata_props.add(key=key, value=value)
+        for node in model.graph.node:  # onnx-graphsurgeon drops node metadata (the exporter's name scopes)
+            for key, value in loaded.node_metadata.get(node.name, ()):
+                node.metadata_props.add(key=key, value=value)
     return exported
 
 

@@ -38,6 +38,7 @@ class LoadedModel:
     initializer_inputs: str = "protect"  # how initializers listed as graph inputs were treated (see load)
     external_data: bool = False  # the file kept (some) initializers in external data files; saving does the same
     metadata_props: list = field(default_factory=list)  # (key, value) pairs: labels and settings pipelines read
+    node_metadata: dict = field(default_factory=dict)  # node name -> its metadata_props (exporters' name scopes)
     model_version: int = 0
     doc_string: str = ""
     domain: str = ""
@@ -167,6 +168,8 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
                        external_data=path is not None and bool(_EXTERNAL_FILES.get(str(Path(path).resolve()))),
                        sources=sources, initializer_inputs=initializer_inputs,
                        metadata_props=[(e.key, e.value) for e in model.metadata_props],
+                       node_metadata={n.name: [(e.key, e.value) for e in n.metadata_props]
+                                      for n in model.graph.node if n.name and len(n.metadata_props)},
                        model_version=model.model_version, doc_string=model.doc_string, domain=model.domain)
 
 

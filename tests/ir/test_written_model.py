@@ -1,5 +1,5 @@
 """The written model keeps what it did not prune: metadata_props (labels a pipeline reads), model_version,
-doc_string, domain, producer, opset imports and node names; output files get the user's file mode."""
+doc_string, domain, producer, opset imports, node names and node metadata; output files get the user's file mode."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def test_metadata_and_model_fields_survive_pruning(tmp_path):
     source = bad_inputs._model_file(tmp_path)
     model = onnx.load(source)
     onnx.helper.set_model_props(model, {"labels": "cat,dog,bird", "task": "classification"})
+    model.graph.node[0].metadata_props.add(key="pkg.torch.onnx.name_scopes", value="['', 'conv1']")
     model.model_version, model.doc_string, model.domain = 7, "a classifier", "com.example"
     model.producer_name, model.producer_version = "keras2onnx", "1.2"
     onnx.save(model, source)
@@ -27,6 +28,8 @@ def test_metadata_and_model_fields_survive_pruning(tmp_path):
     assert (written.producer_name, written.producer_version) == ("keras2onnx", "1.2")
     assert [(i.domain, i.version) for i in written.opset_import] == [(i.domain, i.version) for i in model.opset_import]
     assert {n.name for n in written.graph.node} == {n.name for n in model.graph.node}
+    first = next(n for n in written.graph.node if n.name == model.graph.node[0].name)
+    assert [(e.key, e.value) for e in first.metadata_props] == [("pkg.torch.onnx.name_scopes", "['', 'conv1']")]
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
