@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.measure import emit
 from onnxprune import models
 from onnxprune.analysis import analyse_model
 
@@ -118,11 +119,7 @@ def main() -> None:
     lines += [f"| {n} | {mb:.0f} | {nodes} | {g} | {ours:.3f} | {cli:.2f} | {tg} | {theirs:.3f} | {theirs - fw:.3f} | "
               f"{ours / theirs:.2f} | {ours / max(theirs - fw, 1e-9):.2f} |"
               for n, mb, nodes, g, ours, cli, tg, theirs, fw in rows]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text + "\n\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

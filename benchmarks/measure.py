@@ -121,3 +121,10 @@ def prune_and_measure(path: str, ratio: float, out_path: str, batch: int, runs: 
                                 min_seconds=min_seconds)
     return row
 
+
+def emit(text: str, out: str | None) -> None:
+    """Print a results block and, with ``out``, append it to that markdown file."""
+    print(text)
+    if out:
+        with open(out, "a") as f:
+            f.write(text + "\n\n")

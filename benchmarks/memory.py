@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.measure import emit
 from onnxprune import models
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,11 +79,7 @@ def main() -> None:
              "|---|---|---|---|---|---|"]
     lines += [f"| {'on' if v else 'off (--no-validate)'} | {s:.1f} | {p / 1e6:.0f} | {p / size:.2f} | "
               f"{(p - base) / size:.2f} | {o / 1e6:.0f} |" for v, s, p, o in rows]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(text + "\n\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":
