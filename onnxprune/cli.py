@@ -18,6 +18,7 @@ from onnxprune.errors import OnnxPruneError
 from onnxprune.pipeline import PruneOptions, format_report, prune_file
 from onnxprune.report import format_groups_table
 from onnxprune.report.command import report as report_command
+from onnxprune.runtime import RUNTIMES, check_runtime
 from onnxprune.validation.bench import benchmark
 from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT
 from onnxprune.validation.validate import check_file
@@ -271,34 +272,45 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
 @click.option("--batch", type=click.IntRange(1), default=None,
               help="Random samples to compare on (default 2 for the oracle, 16 for drift); --calib overrides.")
 @provider_option
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
+              help="Where PRUNED runs: onnxruntime, or OpenVINO's CPU plugin (the reference stays on onnxruntime).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @clean_errors
 def validate(original: str, pruned: str, plan_path: str | None, oracle: bool, calib: str | None, rtol: float,
-             atol: float | None, max_drift: float, batch: int | None, provider: str, as_json: bool) -> None:
-    """Check PRUNED (checker, onnxruntime) and compare its outputs with ORIGINAL: by drift, or with --oracle and
-    the plan against the mask oracle; exit 0 only when it passes."""
+             atol: float | None, max_drift: float, batch: int | None, provider: str, runtime: str,
+             as_json: bool) -> None:
+    """Check PRUNED (checker, onnxruntime; with --runtime openvino it must also load and run there) and compare its
+    outputs with ORIGINAL: by drift, or with --oracle and the plan against the mask oracle; exit 0 only when it
+    passes."""
+    check_runtime(runtime, provider)
     check_file(pruned)
     report = run_validation(original, pruned, plan=plan_path, oracle=oracle, calib=calib, rtol=rtol, atol=atol,
-                            max_drift=max_drift, batch=batch, provider=provider)
+                            max_drift=max_drift, batch=batch, provider=provider, runtime=runtime)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
     sys.exit(0 if report.passed else 1)
 
 
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@provider_option
+@click.option("--provider", type=click.Choice(["auto", "cuda", "tensorrt", "cpu"]), default="auto",
+              show_default=True, help="onnxruntime execution provider (cuda and tensorrt must work here).")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
+              help="onnxruntime, or OpenVINO's CPU plugin (f32, LATENCY hint; no --provider).")
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--runs", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=10, show_default=True)
-@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="0: onnxruntime's default.")
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="0: the runtime's default.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @clean_errors
-def bench(models: tuple[str, ...], provider: str, batch: int, runs: int, warmup: int, threads: int,
+def bench(models: tuple[str, ...], provider: str, runtime: str, batch: int, runs: int, warmup: int, threads: int,
           as_json: bool) -> None:
-    """onnxruntime latency of one model, or of two measured alternately in one process with the speedup."""
+    """Latency of one model, or of two measured alternately in one process with the speedup (onnxruntime or
+    OpenVINO)."""
     if len(models) > 2:
         raise click.UsageError("bench takes one or two models")
-    report = benchmark(list(models), provider=provider, batch=batch, runs=runs, warmup=warmup, threads=threads)
+    check_runtime(runtime, provider)
+    report = benchmark(list(models), provider=provider, batch=batch, runs=runs, warmup=warmup, threads=threads,
+                       runtime=runtime)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table())
 
 

@@ -1,9 +1,11 @@
-"""onnxruntime latency (DESIGN.md section 6): warm-up, then timed runs; two models alternate run by run in one
-process, so that load and clock noise hit both alike and the speedup is the ratio of their medians.
+"""Latency (DESIGN.md section 6) on onnxruntime or OpenVINO: warm-up, then timed runs; two models alternate run by
+run in one process, so that load and clock noise hit both alike and the speedup is the ratio of their medians.
 
-On CUDA the inputs are copied to the device once and the outputs stay there (IO binding), so only the model's
-own work is timed; on CPU each run is a plain ``session.run``. The report says how much CPU time other processes
-took while timing (from /proc/stat), which exposes load on a shared machine.
+On CUDA (and TensorRT) the inputs are copied to the device once and the outputs stay there (IO binding), so only
+the model's own work is timed; on CPU each run is a plain ``session.run``, and on OpenVINO one synchronous
+``infer`` (f32, LATENCY hint; see ``runtime.openvino``), timed the same way with the same statistics. The report
+says how much CPU time other processes took while timing (from /proc/stat), which exposes load on a shared
+machine.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import onnxruntime as ort
 
 from onnxprune.errors import OnnxPruneError
 from onnxprune.progress import track
-from onnxprune.runtime import available_provider, example_inputs
+from onnxprune.runtime import (
+    OPENVINO_DEVICE,
+    OpenVinoSession,
+    available_provider,
+    check_runtime,
+    example_inputs,
+    provider_list,
+)
 
 ModelSource = str | os.PathLike | onnx.ModelProto
 
@@ -49,7 +58,8 @@ class ModelTiming:
 
 @dataclass
 class BenchReport:
-    """Latency of one or two models measured together; ``speedup`` = median(model 0) / median(model 1)."""
+    """Latency of one or two models measured together; ``speedup`` = median(model 0) / median(model 1).
+    ``provider``: the onnxruntime provider, or 'OpenVINO CPU'; ``spinning`` is None on OpenVINO (no such option)."""
 
     provider: str
     batch: int
@@ -58,7 +68,8 @@ class BenchReport:
     threads: int
     models: list[ModelTiming]
     other_load: float | None = None
-    spinning: bool = True
+    spinning: bool | None = True
+    runtime: str = "onnxruntime"
 
     @property
     def speedup(self) -> float | None:
@@ -76,11 +87,11 @@ class BenchReport:
         return float(np.median(self.models[0].times_ms / self.models[1].times_ms))
 
     def to_dict(self) -> dict:
-        """JSON-ready form with stable keys: provider, batch, runs, warmup, threads, models, speedup,
+        """JSON-ready form with stable keys: runtime, provider, batch, runs, warmup, threads, models, speedup,
         paired_speedup, other_load, spinning."""
         speedup, paired = self.speedup, self.paired_speedup
-        return {"provider": self.provider, "batch": self.batch, "runs": self.runs, "warmup": self.warmup,
-                "threads": self.threads, "models": [m.to_dict() for m in self.models],
+        return {"runtime": self.runtime, "provider": self.provider, "batch": self.batch, "runs": self.runs,
+                "warmup": self.warmup, "threads": self.threads, "models": [m.to_dict() for m in self.models],
                 "speedup": None if speedup is None else round(speedup, 4),
                 "paired_speedup": None if paired is None else round(paired, 4),
                 "other_load": None if self.other_load is None else round(self.other_load, 3),
@@ -90,7 +101,7 @@ class BenchReport:
         """A human table: one line per model, then the speedup."""
         threads = self.threads or "default"
         lines = [f"{self.provider}, batch {self.batch}, {self.runs} runs after {self.warmup} warm-up, "
-                 f"threads {threads}{'' if self.spinning else ', no spinning'}",
+                 f"threads {threads}{', no spinning' if self.spinning is False else ''}",
                  f"{'model':<40} {'median ms':>10} {'p90 ms':>10} {'min ms':>10} {'std ms':>9}"]
         for timing in self.models:
             d = timing.to_dict()
@@ -118,12 +129,16 @@ def session_options(threads: int = 0, spinning: bool = True) -> ort.SessionOptio
     return options
 
 
-def _session(model: ModelSource, k: int, provider: str, threads: int, spinning: bool) -> ort.InferenceSession:
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
+def _session(model: ModelSource, k: int, provider: str, threads: int, spinning: bool,
+             runtime: str) -> ort.InferenceSession | OpenVinoSession:
     try:
-        return ort.InferenceSession(data, session_options(threads, spinning), providers=[provider])
+        if runtime == "openvino":
+            return OpenVinoSession(model, threads)
+        data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
+        return ort.InferenceSession(data, session_options(threads, spinning), providers=provider_list(provider))
     except Exception as exc:
-        raise OnnxPruneError(f"onnxruntime cannot load {_label(model, k)}: {exc}") from None
+        name = "OpenVINO" if runtime == "openvino" else "onnxruntime"
+        raise OnnxPruneError(f"{name} cannot load {_label(model, k)}: {' '.join(str(exc).split())}") from None
 
 
 def _label(model: ModelSource, k: int) -> str:
@@ -154,8 +169,9 @@ def _signature(session: ort.InferenceSession) -> list[tuple]:
 
 
 def _runner(session: ort.InferenceSession, feeds: dict[str, np.ndarray], provider: str) -> Callable[[], None]:
-    """A no-argument call that runs the model once; on CUDA through IO binding with device-resident data."""
-    if provider != "CUDAExecutionProvider":
+    """A no-argument call that runs the model once; on CUDA and TensorRT through IO binding with device-resident
+    data."""
+    if provider not in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
         return lambda: session.run(None, feeds)
     binding = session.io_binding()
     on_device = {name: ort.OrtValue.ortvalue_from_numpy(array, "cuda", 0) for name, array in feeds.items()}
@@ -169,8 +185,9 @@ def _runner(session: ort.InferenceSession, feeds: dict[str, np.ndarray], provide
 
 def benchmark(models: Sequence[ModelSource], provider: str = "auto", batch: int = 1, runs: int = 50,
               warmup: int = 10, threads: int = 0, dims: dict[str, int] | None = None, seed: int = 0,
-              spinning: bool | None = None, min_seconds: float = 0.0) -> BenchReport:
-    """Time one or more models (paths or ModelProtos) on onnxruntime; with several, they alternate run by run
+              spinning: bool | None = None, min_seconds: float = 0.0, runtime: str = "onnxruntime") -> BenchReport:
+    """Time one or more models (paths or ModelProtos) on onnxruntime (``provider`` auto, cpu, cuda, tensorrt) or
+    on OpenVINO's CPU plugin (``runtime="openvino"``, provider 'auto'); with several, they alternate run by run
     (the order swapped every round) and all get the same random feeds (symbolic dims = ``batch`` or ``dims``).
 
     ``spinning`` (None = auto): onnxruntime's idle intra-op threads busy-wait by default; with several models
@@ -181,9 +198,10 @@ def benchmark(models: Sequence[ModelSource], provider: str = "auto", batch: int 
         raise OnnxPruneError("benchmark needs at least one model")
     if runs < 1 or warmup < 0 or batch < 1:
         raise OnnxPruneError(f"runs must be >= 1, warmup >= 0 and batch >= 1 (got {runs}, {warmup}, {batch})")
-    resolved = available_provider(provider)
-    spinning = len(models) == 1 if spinning is None else spinning
-    sessions = [_session(m, k, resolved, threads, spinning) for k, m in enumerate(models)]
+    check_runtime(runtime, provider)
+    resolved = OPENVINO_DEVICE if runtime == "openvino" else available_provider(provider)
+    spinning = None if runtime == "openvino" else len(models) == 1 if spinning is None else spinning
+    sessions = [_session(m, k, resolved, threads, spinning, runtime) for k, m in enumerate(models)]
     first = example_inputs(models[0], sessions[0], batch=batch, seed=seed, dims=dims)
     feeds = [first if _signature(s) == _signature(sessions[0]) else example_inputs(m, s, batch, seed, dims)
              for m, s in zip(models, sessions)]
@@ -206,4 +224,4 @@ def benchmark(models: Sequence[ModelSource], provider: str = "auto", batch: int 
     other = _other_load(clock, _cpu_clock())
     timings = [ModelTiming(_label(m, k), times[k]) for k, m in enumerate(models)]
     return BenchReport(provider=resolved, batch=batch, runs=runs, warmup=warmup, threads=threads, models=timings,
-                       other_load=other, spinning=spinning)
+                       other_load=other, spinning=spinning, runtime=runtime)

@@ -21,7 +21,14 @@ import numpy as np
 
 from onnxprune.data.calibration import calibration_batches
 from onnxprune.errors import ValidationError
-from onnxprune.runtime import ModelSource, available_provider, example_inputs, make_session, random_inputs
+from onnxprune.runtime import (
+    ModelSource,
+    available_provider,
+    check_runtime,
+    example_inputs,
+    make_session,
+    random_inputs,
+)
 
 DEFAULT_RTOL = 1e-4
 DEFAULT_MAX_DRIFT = 0.01
@@ -60,6 +67,7 @@ class Comparison:
     reason: str = ""
     note: str = ""
     exact: bool | None = None
+    reference_provider: str = ""  # what ran the reference, when that is not ``provider`` (another runtime)
 
     @property
     def criterion(self) -> str:
@@ -73,7 +81,8 @@ class Comparison:
                 "max_abs_diff": self.max_abs_diff, "mean_abs_diff": self.mean_abs_diff, "cosine": self.cosine,
                 "top1_agreement": self.top1_agreement, "drift": self.drift, "tolerance": self.tolerance,
                 "max_drift": self.max_drift, "scale": self.scale, "provider": self.provider, "inputs": self.inputs,
-                "outputs": self.outputs, "reason": self.reason, "note": self.note}
+                "outputs": self.outputs, "reason": self.reason, "note": self.note,
+                "reference_provider": self.reference_provider}
 
     @classmethod
     def from_dict(cls, data: dict) -> Comparison:
@@ -91,8 +100,10 @@ class Comparison:
             head = (f"{verdict} vs original: drift {self.drift:.3g} (allowed {self.max_drift:.3g}; 1 - top-1 "
                     f"agreement or 1 - cosine), max |diff| {self.max_abs_diff:.3g}")
         tail = "".join(f"; {text}" for text in (self.reason, self.note) if text)
+        ran = self.provider + (f"; reference on onnxruntime {self.reference_provider}" if self.reference_provider
+                               else "")
         return (f"{head}, mean |diff| {self.mean_abs_diff:.3g}, cosine {self.cosine:.6f}{top1} on {self.inputs} "
-                f"({self.provider}){tail}")
+                f"({ran}){tail}")
 
     def summary(self) -> str:
         """A short form for ``prune``'s report line."""
@@ -179,15 +190,19 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
 def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[dict] | None = None, *,
             oracle: bool = True, calib=None, rtol: float = DEFAULT_RTOL, atol: float | None = None,
             max_drift: float = DEFAULT_MAX_DRIFT, batch: int | None = None, seed: int = 0, provider: str = "cpu",
-            note: str = "", exact: bool | None = None) -> Comparison:
+            note: str = "", exact: bool | None = None, runtime: str = "onnxruntime") -> Comparison:
     """Run ``reference`` and ``candidate`` on the same inputs (``feeds``: one feed dict or several; else ``calib``
     data; else ``batch`` random samples, ORACLE_BATCH or DRIFT_BATCH by default) with onnxruntime's fusions off
     (see ``make_session``) on ``provider``, and judge by the oracle tolerance or the drift criterion (module
-    docstring). ProviderError when the provider does not work here; ValidationError when a model fails to run."""
+    docstring). ``runtime="openvino"`` runs the candidate on OpenVINO's CPU plugin (the reference stays on
+    onnxruntime, ``provider``; the result names both). ProviderError when the provider or runtime does not work
+    here; ValidationError when a model fails to run."""
     available_provider(provider)  # a provider that does not work is the user's error, not the model's
+    check_runtime(runtime)
     batch = batch or (ORACLE_BATCH if oracle else DRIFT_BATCH)
     try:
         ref_session = make_session(reference, provider, fuse=False)
+        ref_provider = ref_session.get_providers()[0]
         if feeds is None:
             batches, inputs = input_feeds(ref_session, calib, batch, seed, reference)
         else:
@@ -200,11 +215,15 @@ def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[d
         raise ValidationError(f"onnxruntime cannot run the {'mask oracle' if oracle else 'original'} model: "
                               f"{exc}") from None
     try:
-        got_session = make_session(candidate, provider, fuse=False)
+        got_session = (make_session(candidate, provider, fuse=False) if runtime == "onnxruntime" else
+                       make_session(candidate, "auto", fuse=False, runtime=runtime))
         gots = [got_session.run(None, f) for f in batches]
         used = got_session.get_providers()[0]
         del got_session
     except Exception as exc:
+        if runtime != "onnxruntime":
+            raise ValidationError(f"{runtime} cannot run the pruned model (onnxruntime runs the "
+                                  f"{'mask oracle' if oracle else 'original'}): {' '.join(str(exc).split())}") from None
         raise ValidationError(f"onnxruntime cannot run the pruned model although it runs the original (please "
                               f"report this as a bug): {exc}") from None
     reason = ""
@@ -235,5 +254,5 @@ def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[d
                       top1_agreement=min(top1) if top1 else None, drift=drift, tolerance=tolerance,
                       max_drift=None if oracle else float(max_drift), scale=scale,
                       provider=used, inputs=inputs, outputs=outputs, reason=reason,
-                      note=note, exact=exact)
+                      note=note, exact=exact, reference_provider=ref_provider if runtime != "onnxruntime" else "")
 
