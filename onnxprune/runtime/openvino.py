@@ -76,11 +76,10 @@ class OpenVinoSession:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self._compiled = core.compile_model(ov_model, "CPU", config)
         self._request = self._compiled.create_infer_request()
-        dim_names = {i.name: [d.dim_param or None for d in i.type.tensor_type.shape.dim] for i in header.graph.input}
-        graph_inputs = [i.name for i in header.graph.input]
-        graph_outputs = [o.name for o in header.graph.output]
-        self._inputs = [_info(port, graph_inputs, dim_names) for port in ov_model.inputs]
-        self._outputs = [_info(port, graph_outputs, {}) for port in ov_model.outputs]
+        declared = {v.name: [d.dim_param or None for d in v.type.tensor_type.shape.dim]
+                    for v in [*header.graph.input, *header.graph.output]}
+        self._inputs = [_info(port, header.graph.input, declared) for port in ov_model.inputs]
+        self._outputs = [_info(port, header.graph.output, declared) for port in ov_model.outputs]
 
     def get_inputs(self) -> list[TensorInfo]:
         """The graph inputs: name, shape from OpenVINO's partial shape (dynamic dims keep the ONNX dim name)."""
@@ -123,10 +122,12 @@ def _readable(model) -> tuple[object, onnx.ModelProto]:
     return path, onnx.load(path, load_external_data=False)
 
 
-def _info(port, onnx_names: list[str], dim_names: dict[str, list]) -> TensorInfo:
+def _info(port, values, declared: dict[str, list]) -> TensorInfo:
+    """The TensorInfo of an OpenVINO port: its ONNX name (one of the graph's ``values``), its partial shape with
+    dynamic dims named as ``declared`` in the file, its type."""
     names = port.get_names()
-    name = next((n for n in onnx_names if n in names), port.get_any_name())
-    given = dim_names.get(name, [])
+    name = next((v.name for v in values if v.name in names), port.get_any_name())
+    given = declared.get(name, [])
     partial = port.get_partial_shape()
     if partial.rank.is_dynamic:  # rank unknown to OpenVINO: the ONNX declaration is all there is
         return TensorInfo(name, list(given), _type(port))
