@@ -8,6 +8,7 @@ Weights are random; inputs are small (ShuffleNetV2 on 3x64x64, the encoder on 12
 
 from __future__ import annotations
 
+import onnx
 import torch
 from torch import nn
 
@@ -95,3 +96,86 @@ class TransformerEncoderClassifier(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         h = self.encoder(self.embed(tokens))
         return self.head(h.mean(1 if self.batch_first else 0))
+
+
+class NHWCConvNet(nn.Module):
+    """A Keras-style graph written in torch: the input is channels-last [N, H, W, C] and every convolution is
+    wrapped in ``permute`` to NCHW and back (what TensorFlow converters write as Transpose pairs), BatchNorm and
+    PReLU in between, a residual Add in NHWC, and the classifier's Flatten in NHWC order (Keras' ``Flatten``)."""
+
+    def __init__(self, size: int = 8, channels: int = 1, width: int = 16, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Conv2d(channels, width, 3, padding=1)
+        self.bn = nn.BatchNorm2d(width)
+        self.act = nn.PReLU(width)
+        self.conv1 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.conv2 = nn.Conv2d(2 * width, width, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.down = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.fc = nn.Linear(2 * width * (size // 2) ** 2, num_classes)
+
+    @staticmethod
+    def _nhwc(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._nhwc(lambda t: self.act(self.bn(self.stem(t))), x)
+        y = self._nhwc(lambda t: torch.relu(self.conv1(t)), x)
+        x = torch.relu(x + self._nhwc(lambda t: self.bn2(self.conv2(t)), y))
+        x = self._nhwc(lambda t: torch.relu(self.down(t)), x)
+        return self.fc(x.reshape(x.shape[0], -1))
+
+
+class ShapeChainNet(nn.Module):
+    """PaddlePaddle-style shape arithmetic: every reshape target is read from the tensor's runtime shape, so with
+    dynamic batch, height and width the exporters write Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains:
+    an SE gate through ``view(b, c, h * w).mean(-1).view(b, c, 1, 1)``, a grouped split ``view(b, 2, c // 2, h, w)``
+    summed over the groups, and the pooled features flattened with ``reshape(b, -1)``."""
+
+    def __init__(self, width: int = 16, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.se_reduce, self.se_expand = nn.Linear(width, width // 2), nn.Linear(width // 2, width)
+        self.conv = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
+        self.head = nn.Conv2d(width, width, 1)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        b, c, h, w = x.shape
+        gate = torch.sigmoid(self.se_expand(torch.relu(self.se_reduce(x.view(b, c, h * w).mean(-1)))))
+        x = x * gate.view(b, c, 1, 1)
+        x = torch.relu(self.conv(x))
+        b, c, h, w = x.shape
+        x = x.view(b, 2, c // 2, h, w).sum(1)
+        x = torch.relu(self.head(x))
+        return self.fc(x.reshape(b, c // 2, -1).mean(-1).reshape(b, -1))
+
+
+class StatefulLSTM(nn.Module):
+    """A streaming text model: ``(tokens [B, T], h0, c0 [layers, B, hidden]) -> (logits [B, classes], hn, cn)``,
+    the LSTM state a graph input and output with the dynamic batch (what streaming ASR/keyword models export)."""
+
+    def __init__(self, vocab: int = 50, embed: int = 16, hidden: int = 24, layers: int = 2, num_classes: int = 5):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden, layers, batch_first=True)
+        self.proj, self.head = nn.Linear(hidden, 32), nn.Linear(32, num_classes)
+
+    def forward(self, tokens: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor):
+        y, (hn, cn) = self.lstm(self.embed(tokens), (h0, c0))
+        return self.head(torch.relu(self.proj(y.mean(1)))), hn, cn
+
+
+def weights_as_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same model with every initializer moved into a ``Constant`` node at the top of the graph, as
+    PaddlePaddle's exporter writes weights (a copy; names, values and the rest of the model unchanged)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    constants = [onnx.helper.make_node("Constant", [], [t.name], name=f"{t.name}_constant", value=t)
+                 for t in out.graph.initializer]
+    del out.graph.initializer[:]
+    nodes = constants + list(out.graph.node)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
