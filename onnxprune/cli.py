@@ -10,11 +10,13 @@ import tempfile
 import time
 
 import click
+import onnx
 
 from onnxprune import progress
 from onnxprune.analysis import AnalysisOptions, analyse_model
 from onnxprune.analysis.stats import count_macs, count_params, op_support
 from onnxprune.errors import OnnxPruneError
+from onnxprune.genai import cache_io_axes, genai_config_path, rewrite_genai_dir
 from onnxprune.pipeline import PruneOptions, format_report, prune_file
 from onnxprune.report import format_groups_table
 from onnxprune.report.command import report as report_command
@@ -222,6 +224,10 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
 @click.option("--heads-ratio", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Remove this fraction of whole attention heads (other groups use --ratio).")
 @click.option("--no-hidden", is_flag=True, help="Keep a transformer's residual hidden width (groups through norms).")
+@click.option("--allow-cache-io/--protect-cache-io", "allow_cache_io", default=None,
+              help="Prune the head axis of KV-cache inputs/outputs (past_key_values.*, present.*) with the attention "
+              "they feed, and write genai_config.json and the tokenizer files beside OUTPUT (default: on when a "
+              "genai_config.json sits beside INPUT). The output comparison is then skipped: the cache shapes change.")
 @factor_option
 @initializer_inputs_option
 @clean_errors
@@ -231,18 +237,25 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
           html_path: str | None, input_shapes: tuple[str, ...], target_macs: float | None,
           target_params: float | None, seed: int, report_path: str | None, plan_path: str | None,
           no_validate: bool, provider: str, max_drift: float | None, heads_ratio: float | None, no_hidden: bool,
-          factor_policy: str, prune_initializer_inputs: str) -> None:
+          factor_policy: str, prune_initializer_inputs: str, allow_cache_io: bool | None) -> None:
     """Prune INPUT into OUTPUT (written atomically; INPUT is never touched), validate and summarise."""
+    if allow_cache_io is None:
+        allow_cache_io = genai_config_path(input_path) is not None
+    cache_axes = tuple(sorted(cache_io_axes(input_path))) if allow_cache_io else ()
     options = PruneOptions(ratio=ratio, criterion=criterion, global_ranking=global_ranking, round_to=round_to,
                            max_ratio=max_ratio, ignore=ignore, calib=calib,
                            input_shapes=parse_input_shapes(input_shapes), target_macs=target_macs,
-                           target_params=target_params, seed=seed, validate=not no_validate, provider=provider,
+                           target_params=target_params, seed=seed, validate=not no_validate and not cache_axes,
+                           provider=provider, allowed_io_axes=cache_axes,
                            factor_policy=factor_policy, heads_ratio=heads_ratio, no_hidden=no_hidden,
                            initializer_inputs=prune_initializer_inputs, max_drift=max_drift,
                            min_agreement=min_agreement, reconstruct=reconstruct, calib_holdout=calib_holdout,
                            allocate=allocate, optimize=optimize, html=html_path)
     report = prune_file(input_path, output_path, options, report_path=report_path, plan_path=plan_path,
                         progress=_progress())
+    if cache_axes and genai_config_path(input_path) is not None:
+        written = rewrite_genai_dir(input_path, output_path, onnx.load(output_path, load_external_data=False))
+        click.echo(f"onnxprune: wrote {written} and the tokenizer/processing files beside {output_path}", err=True)
     for warning in report.get("warnings", []):
         click.echo(f"onnxprune: warning: {warning}", err=True)
     click.echo(format_groups_table(report))

@@ -65,6 +65,7 @@ class PruneOptions:
     allocate: str = "uniform"  # 'uniform' ratios, or per-group ratios from measured 'sensitivity'
     optimize: str = "macs"  # what allocation saves first: 'macs' or measured 'latency'
     html: str | None = None  # write the report as one self-contained HTML page
+    allowed_io_axes: tuple = ()  # graph input/output axes that may be pruned (ChannelAxis; e.g. KV-cache heads)
 
     @property
     def refit(self) -> bool:
@@ -85,7 +86,7 @@ class PruneOptions:
         """The analysis settings these options stand for (recorded in the plan, so validate can re-analyse)."""
         return PlanSettings(factor_policy=self.analysis_policy, input_shapes=dict(self.input_shapes),
                             initializer_inputs=self.initializer_inputs, heads_ratio=self.heads_ratio,
-                            no_hidden=self.no_hidden)
+                            no_hidden=self.no_hidden, allowed_io_axes=tuple(sorted(self.allowed_io_axes)))
 
     @property
     def analysis_policy(self) -> str:

@@ -2,12 +2,15 @@
 
 from onnxprune.op_handlers import (  # noqa: F401
     concat_split,
+    contrib_attention,
+    contrib_norm,
     conv,
     einsum,
     elementwise,
     indexing,
     integer,
     linear,
+    matmul_nbits,
     normalization,
     pooling,
     quantize,

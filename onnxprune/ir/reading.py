@@ -3,6 +3,7 @@ external-data initializers so their bytes are read only where a tensor is actual
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 from pathlib import Path
@@ -235,6 +236,8 @@ def _check_structure(model: onnx.ModelProto, where: str) -> None:
             try:
                 onnx.defs.get_schema(node.op_type, opset, "")
             except onnx.defs.SchemaError:
+                if node.op_type in runtime_default_domain_ops():
+                    continue  # an onnxruntime contrib op in the default domain (SimplifiedLayerNormalization)
                 raise ModelLoadError(f"{where}: node '{node.name}' has op type '{node.op_type}', which ONNX opset "
                                      f"{opset} does not define") from None
         for name in node.input:
@@ -247,11 +250,23 @@ def _check_structure(model: onnx.ModelProto, where: str) -> None:
     _sort_nodes(model, where)
 
 
+@functools.cache
+def runtime_default_domain_ops() -> frozenset[str]:
+    """Op types that the installed onnxruntime registers in the default domain beyond ONNX's own (contrib ops the
+    onnxruntime-genai builder writes there, e.g. SimplifiedLayerNormalization, RotaryEmbedding); empty when
+    onnxruntime is not importable. Such models are checked by onnxruntime session creation, not by onnx.checker."""
+    try:
+        from onnxruntime.capi.onnxruntime_pybind11_state import get_all_operator_schema
+    except ImportError:
+        return frozenset()
+    return frozenset(s.name for s in get_all_operator_schema() if s.domain in ("", "ai.onnx"))
+
+
 def _sort_nodes(model: onnx.ModelProto, where: str) -> None:
     """Put the nodes in topological order (ONNX requires it; some tools write graphs out of order), or refuse a
     graph with a cycle. Names a node's subgraphs read from outside count as its inputs."""
     graph = model.graph
-    produced = {o for n in graph.node for o in n.output}
+    produced = {o for n in graph.node for o in n.output if o}  # "" is an absent optional output, never read
     needs = [(set(n.input) | _outer_reads(n)) & produced for n in graph.node]
     ready: set[str] = set()
     order, waiting = [], list(range(len(graph.node)))

@@ -13,6 +13,7 @@ import onnx
 from onnx.external_data_helper import uses_external_data
 
 from onnxprune.errors import OnnxPruneError
+from onnxprune.ir.contrib import has_contrib_ops
 from onnxprune.ir.export import ALIGN, DATA_NAME, PROTOBUF_LIMIT, TENSOR_MIN_BYTES, ExportedModel, _write_tensor
 from onnxprune.ir.reading import is_repeated_field, source_files
 
@@ -68,7 +69,8 @@ def save_model(model: onnx.ModelProto | ExportedModel, path: str | os.PathLike,
     try:
         staged = Path(staging) / path.name
         _save_external(exported, staged, data_path.name)
-        onnx.checker.check_model(str(staged))
+        if not has_contrib_ops(exported.proto):  # onnx.checker refuses onnxruntime's default-domain contrib ops
+            onnx.checker.check_model(str(staged))
         _user_mode(staged)
         _user_mode(staged.with_name(data_path.name))
         os.replace(staged.with_name(data_path.name), data_path)

@@ -13,6 +13,7 @@ import onnx_graphsurgeon as gs
 from onnx import shape_inference
 
 from onnxprune.errors import ModelLoadError, ShapeError
+from onnxprune.ir.contrib import with_contrib_shapes
 from onnxprune.ir.graph import copy_graph
 from onnxprune.ir.shape_values import rule_for
 from onnxprune.ir.shape_view import ShapeView, UnknownShape
@@ -56,7 +57,7 @@ def infer_shapes(model: onnx.ModelProto, isolate: bool = False) -> None:
             graph.initializer.append(init)
         elif init.name not in declared:
             graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
-    inferred = _infer_strictly(view, isolate=isolate)
+    inferred = _infer_strictly(with_contrib_shapes(view), isolate=isolate)
     del model.graph.value_info[:]
     outputs = {o.name for o in model.graph.output}
     model.graph.value_info.extend(v for v in inferred.graph.value_info if v.name not in outputs)
@@ -143,7 +144,8 @@ def refresh_shapes(graph: gs.Graph, opset_imports, ir_version: int) -> None:
     proto.opset_import.extend(opset_imports)
     proto.ir_version = ir_version
     try:
-        inferred = shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+        inferred = shape_inference.infer_shapes(with_contrib_shapes(proto), check_type=False, strict_mode=False,
+                                                data_prop=True)
     except Exception as exc:
         raise ShapeError(f"ONNX shape inference failed after constant folding: {exc}") from None
     tensors = graph.tensors()

@@ -24,6 +24,7 @@ LAYERS = [
     ("onnxprune.apply",),
     ("onnxprune.reconstruct",),
     ("onnxprune.validation",),
+    ("onnxprune.genai",),
     ("onnxprune.search",),
     ("onnxprune.report",),
     ("onnxprune.pipeline",),

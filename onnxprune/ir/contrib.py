@@ -1,0 +1,55 @@
+"""onnxruntime's contrib ops (``com.microsoft``, and those onnxruntime registers in the default domain beyond ONNX's
+own, such as SimplifiedLayerNormalization): ONNX's shape inference does not know them, so their outputs' shapes
+come from onnxruntime's symbolic shape inference, run once on the same weight-free view before ONNX's strict
+inference (which then takes those shapes as given, as it does for an exporter's value_info).
+
+onnx.checker cannot check such models fully either (full_check runs ONNX's shape inference); onnxruntime session
+creation is their validity test (see ``onnxprune.validation.checks``)."""
+
+from __future__ import annotations
+
+import onnx
+
+from onnxprune.ir.reading import runtime_default_domain_ops
+
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def is_contrib(node: onnx.NodeProto, opset: int) -> bool:
+    """Whether ``node`` is an op that only onnxruntime defines (a contrib op), in any domain but ai.onnx.ml."""
+    if node.domain == "ai.onnx.ml":
+        return False
+    if node.domain not in _DEFAULT_DOMAINS:
+        return True
+    try:
+        onnx.defs.get_schema(node.op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return node.op_type in runtime_default_domain_ops()
+    return False
+
+
+def has_contrib_ops(model: onnx.ModelProto) -> bool:
+    """Whether any node of ``model``'s main graph is an onnxruntime contrib op."""
+    opset = next((i.version for i in model.opset_import if i.domain in _DEFAULT_DOMAINS), 0)
+    return any(is_contrib(node, opset) for node in model.graph.node)
+
+
+def with_contrib_shapes(view: onnx.ModelProto) -> onnx.ModelProto:
+    """``view`` with value_info for the outputs of its contrib ops (and what follows them) from onnxruntime's
+    symbolic shape inference; ``view`` itself when it has no contrib op or onnxruntime's tool is unavailable or
+    fails (then ONNX's inference reports what it cannot infer)."""
+    if not has_contrib_ops(view):
+        return view
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        # SymbolicShapeInference.infer_shapes, less its habit of saving the model into the working directory when
+        # some shape stays unknown: a partial result is fine here (ONNX's strict inference judges the rest).
+        inference = SymbolicShapeInference(2**31 - 1, True, False, 0)
+        inference._preprocess(view)
+        while inference.run_:
+            inference._infer_impl()
+        inference._update_output_from_vi()
+        return inference.out_mp_
+    except Exception:
+        return view

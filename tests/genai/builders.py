@@ -1,0 +1,48 @@
+"""Tiny random-config decoders built offline: a Hugging Face model saved with safetensors and a WordLevel
+tokenizer, converted with onnxruntime-genai's model builder (fp32 or int4, CPU)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+VOCAB = 80  # differs from every projection width: the builder takes any Linear with vocab outputs for lm_head
+SIZES = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=128, bos_token_id=1, eos_token_id=2, pad_token_id=3)
+
+
+def save_tokenizer(out: Path) -> None:
+    """A WordLevel tokenizer over VOCAB made-up words, saved as Hugging Face files."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>", "<pad>"] + [f"w{i}" for i in range(VOCAB - 4)]
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                            pad_token="<pad>").save_pretrained(out)
+
+
+def save_hf_model(kind: str, out: Path) -> Path:
+    """A random LlamaForCausalLM ('llama'), Qwen2ForCausalLM ('qwen2') or Phi3ForCausalLM ('phi3') in ``out``."""
+    import torch
+    import transformers
+
+    names = {"llama": "Llama", "qwen2": "Qwen2", "phi3": "Phi3"}[kind]
+    torch.manual_seed(0)
+    extra = {"original_max_position_embeddings": SIZES["max_position_embeddings"]} if kind == "phi3" else {}
+    config = getattr(transformers, f"{names}Config")(**SIZES, **extra)  # phi3: plain RoPE, not LongRoPE
+    getattr(transformers, f"{names}ForCausalLM")(config).eval().save_pretrained(out, safe_serialization=True)
+    save_tokenizer(out)
+    return out
+
+
+def build(hf_dir: Path, out: Path, precision: str) -> Path:
+    """Convert with ``python -m onnxruntime_genai.models.builder`` on CPU; returns the model.onnx path."""
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir), "-o", str(out), "-p",
+           precision, "-e", "cpu", "-c", str(out.parent / "cache")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the builder failed: {done.stderr[-2000:]}")
+    return out / "model.onnx"
