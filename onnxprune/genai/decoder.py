@@ -39,7 +39,10 @@ def head_size_of(model: onnx.ModelProto) -> int:
         if node.op_type in ("GroupQueryAttention", "MultiHeadAttention"):
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             producer = next(n for n in model.graph.node if node.input[0] in n.output)
-            width = shapes[producer.input[1]][-1] if producer.input[1] in shapes else None
+            if producer.op_type == "MatMulNBits":  # B is [N, blocks, bytes]: the width is the N attribute
+                width = next(onnx.helper.get_attribute_value(a) for a in producer.attribute if a.name == "N")
+            else:
+                width = shapes[producer.input[1]][-1] if producer.input[1] in shapes else None
             if width is None:
                 break
             packed = len(node.input) < 2 or not node.input[1]
