@@ -8,6 +8,7 @@ carries channels) run again with that knowledge, until nothing they asked about 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -17,6 +18,7 @@ from onnxprune.analysis.groups import DependencyGraph
 from onnxprune.axes import ChannelAxis
 from onnxprune.handlers import AnalysisContext, UnknownShape, handler_for
 from onnxprune.handlers.record import AnalysisOptions, AnalysisRecord
+from onnxprune.ir.graph import all_tensors, subgraphs
 
 
 def _outer_names(subgraph: gs.Graph) -> set[str]:
@@ -32,29 +34,49 @@ def _outer_names(subgraph: gs.Graph) -> set[str]:
     return used - defined
 
 
+def _scoped_nodes(graph: gs.Graph, scope: str = "") -> Iterator[tuple[gs.Node, str]]:
+    """(node, where it sits) for every node, bodies included: '' at the top, else ' in then_branch of If node ...'."""
+    for node in graph.nodes:
+        yield node, scope
+        for name, body in subgraphs(node):
+            yield from _scoped_nodes(body, f" in {name} of {node.op} node '{node.name}'{scope}")
+
+
+def _block_body_boundary(node: gs.Node, ctx: AnalysisContext, record: AnalysisRecord) -> None:
+    """A node whose handler does not couple its bodies: what crosses their boundary (outer tensors read inside, the
+    bodies' own inputs and outputs) is blocked; groups wholly inside a body stay prunable."""
+    for name, body in subgraphs(node):
+        reason = f"read inside the subgraph of {node.op} node '{node.name}'"
+        for outer in _outer_names(body):
+            if outer in record.tensors:
+                ctx.block_tensor(record.tensors[outer], reason)
+        for tensor in list(body.inputs) + list(body.outputs):
+            ctx.block_tensor(tensor, f"input or output of the {name} of {node.op} node '{node.name}', which "
+                                     "onnxprune does not couple")
+
+
 def _run_handlers(graph: gs.Graph, options: AnalysisOptions, known: set[ChannelAxis], opset: int,
                   queried: set[ChannelAxis]) -> AnalysisRecord:
     record = AnalysisRecord(graph, options, known)
+    record.tensors = all_tensors(graph)  # bodies of If/Loop/Scan included
     record.known_nonchannel = _Recording(known, queried)
-    for node in graph.nodes:
+    for node, scope in _scoped_nodes(graph):
         ctx = AnalysisContext(node, record, opset)
         handler = handler_for(node)
+        coupled = False  # whether the handler coupled the boundaries of the node's bodies
         if handler is None:
             domain = f"{node.domain}::" if node.domain not in ("", None, "ai.onnx") else ""
-            ctx.block_all(f"op '{domain}{node.op}' is not supported (opaque)")
+            ctx.block_all(f"op '{domain}{node.op}' is not supported (opaque){scope}")
         else:
             try:
                 handler.analyse(node, ctx)
+                coupled = handler.couples_bodies
             except UnknownShape as exc:
-                ctx.block_all(f"{exc}; give static input shapes with --input-shape")
+                ctx.block_all(f"{exc}{scope}; give static input shapes with --input-shape")
             except Exception as exc:  # a node that does not fit its op's definition: block it, never guess
-                ctx.block_all(f"the {node.op} handler cannot read this node ({exc.__class__.__name__}: {exc})")
-        for value in node.attrs.values():
-            if isinstance(value, gs.Graph):
-                for name in _outer_names(value):
-                    tensor = record.tensors.get(name)
-                    if tensor is not None:
-                        ctx.block_tensor(tensor, f"read inside the subgraph of {node.op} node '{node.name}'")
+                ctx.block_all(f"the {node.op} handler cannot read this node{scope} ({exc.__class__.__name__}: {exc})")
+        if subgraphs(node) and not coupled:
+            _block_body_boundary(node, ctx, record)
     if options.protect_io:
         for kind, tensors in (("input", graph.inputs), ("output", graph.outputs)):
             for tensor in tensors:

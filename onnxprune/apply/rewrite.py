@@ -18,7 +18,7 @@ from onnxprune.axes import ChannelAxis
 from onnxprune.errors import PruneError
 from onnxprune.handlers import RewriteContext, handler_for
 from onnxprune.ir.export import ExportedModel, export_graph
-from onnxprune.ir.graph import copy_graph
+from onnxprune.ir.graph import all_nodes, all_tensors, copy_graph
 from onnxprune.ir.loading import LoadedModel
 from onnxprune.ir.reading import release_pages
 from onnxprune.ir.saving import save_model
@@ -106,7 +106,7 @@ def _pruned_graph(dg: DependencyGraph, removed: dict[ChannelAxis, np.ndarray]) -
     """A copy of ``dg.graph`` with ``removed`` applied."""
     sizes = dg.sizes()
     graph = copy_graph(dg.graph)
-    tensors = graph.tensors()
+    tensors = all_tensors(graph)  # If/Loop/Scan bodies included: their weights and sizes are pruned alike
     by_tensor: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
     for axis, idx in removed.items():
         by_tensor[axis.tensor].append((axis.axis, idx))
@@ -115,7 +115,7 @@ def _pruned_graph(dg: DependencyGraph, removed: dict[ChannelAxis, np.ndarray]) -
         if isinstance(tensor, gs.Constant):
             tensor.values = _sliced(np.asarray(tensor.values), cuts)
     touched = set(by_tensor)
-    for node in list(graph.nodes):
+    for node in list(all_nodes(graph)):
         if any(t.name in touched for t in list(node.inputs) + list(node.outputs)):
             handler = handler_for(node)
             try:

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 class OpHandler:
     """Base of every op handler. Subclasses override ``analyse`` and, where sizes live in the node, ``rewrite``."""
 
+    # Whether ``analyse`` couples the inputs and outputs of the node's bodies (If/Loop/Scan): the analysis visits
+    # every body's nodes, and blocks the boundary of bodies whose node's handler does not couple it.
+    couples_bodies = False
+
     def analyse(self, node: gs.Node, ctx: AnalysisContext) -> None:
         """Declare couplings, non-channel axes, blocks and inexact axes of ``node``."""
         ctx.block_all(f"handler for {node.op} declares nothing")

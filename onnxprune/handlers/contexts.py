@@ -12,7 +12,7 @@ import onnx_graphsurgeon as gs
 from onnxprune.axes import ChannelAxis
 from onnxprune.errors import PruneError
 from onnxprune.handlers.record import AnalysisRecord
-from onnxprune.ir.graph import fresh_name
+from onnxprune.ir.graph import all_nodes, fresh_name, owner_graph
 from onnxprune.ir.shape_values import rule_for
 from onnxprune.ir.shape_view import ShapeView, tensor_shape
 
@@ -189,12 +189,13 @@ class RewriteContext(ShapeView):
         """A copy of ``producer`` (same inputs, fresh outputs) placed right after it, for one consumer to own."""
         outputs = [gs.Variable(fresh_name(self._graph, t.name), dtype=t.dtype, shape=t.shape)
                    for t in producer.outputs]
-        taken = {n.name for n in self._graph.nodes}
+        taken = {n.name for n in all_nodes(self._graph)}
         name = next(f"{producer.name}_copy{k}" for k in range(1, len(taken) + 2)
                     if f"{producer.name}_copy{k}" not in taken)
         copy = gs.Node(producer.op, name=name, attrs=dict(producer.attrs),
                        inputs=list(producer.inputs), outputs=outputs, domain=producer.domain)
-        self._graph.nodes.insert(next(k for k, n in enumerate(self._graph.nodes) if n is producer) + 1, copy)
+        owner = owner_graph(self._graph, producer)  # the producer may sit in an If/Loop/Scan body
+        owner.nodes.insert(next(k for k, n in enumerate(owner.nodes) if n is producer) + 1, copy)
         return copy
 
 

@@ -13,6 +13,7 @@ import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from onnxprune.errors import ModelLoadError
+from onnxprune.ir.graph import all_nodes, all_tensors, unique_body_names
 from onnxprune.ir.provenance import trace_sources
 from onnxprune.ir.reading import _EXTERNAL_FILES, _check_tensor_data, default_opset, map_external_data, read_model
 from onnxprune.ir.shape_values import rule_for
@@ -82,8 +83,8 @@ def normalize_constant_nodes(model: onnx.ModelProto) -> None:
 
 
 def _name_nodes(graph: gs.Graph) -> None:
-    taken = {n.name for n in graph.nodes if n.name}
-    for k, node in enumerate(graph.nodes):
+    taken = {n.name for n in all_nodes(graph) if n.name}
+    for k, node in enumerate(all_nodes(graph)):  # body nodes too (If/Loop/Scan)
         if not node.name:
             name = f"{node.op}_{k}"
             while name in taken:
@@ -119,7 +120,8 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         graph = gs.import_onnx(model)
     except Exception as exc:
         raise ModelLoadError(f"cannot import the graph: {exc}") from None
-    tensors = graph.tensors()
+    unique_body_names(graph)  # analysis keys axes by tensor name: two bodies may reuse one
+    tensors = all_tensors(graph)  # weights read only inside If/Loop/Scan bodies too
     for name, values in arrays.items():
         if isinstance(tensors.get(name), gs.Constant):
             tensors[name].values = values

@@ -14,7 +14,7 @@ from onnx import shape_inference
 
 from onnxprune.errors import ModelLoadError, ShapeError
 from onnxprune.ir.contrib import with_contrib_shapes
-from onnxprune.ir.graph import copy_graph
+from onnxprune.ir.graph import copy_body_value_info, copy_graph
 from onnxprune.ir.shape_values import rule_for
 from onnxprune.ir.shape_view import ShapeView, UnknownShape
 
@@ -58,6 +58,7 @@ def infer_shapes(model: onnx.ModelProto, isolate: bool = False) -> None:
         elif init.name not in declared:
             graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     inferred = _infer_strictly(with_contrib_shapes(view), isolate=isolate)
+    copy_body_value_info(inferred.graph, model.graph)  # what inference learned inside If/Loop/Scan bodies
     del model.graph.value_info[:]
     outputs = {o.name for o in model.graph.output}
     model.graph.value_info.extend(v for v in inferred.graph.value_info if v.name not in outputs)

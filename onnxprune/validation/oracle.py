@@ -14,15 +14,18 @@ from onnxprune.analysis import DependencyGraph
 from onnxprune.axes import ChannelAxis
 from onnxprune.handlers import OracleContext, handler_for
 from onnxprune.ir.export import ExportedModel, export_graph
-from onnxprune.ir.graph import copy_graph
+from onnxprune.ir.graph import all_graphs, all_nodes, all_tensors, copy_graph
 from onnxprune.validation.comparison import Comparison, compare, max_abs_diff
 
 
 def masked_model(dg: DependencyGraph, plan: dict[int, Iterable[int]]) -> ExportedModel:
-    """The analysed model where every pruned activation index is replaced by 0 right after it is produced."""
+    """The analysed model where every pruned activation index is replaced by 0 right after it is produced (inside
+    If/Loop/Scan bodies too: the mask sits in the graph that produces the tensor, or that has it as an input)."""
     removed = dg.resolve(plan)
     graph = copy_graph(dg.graph)
-    tensors = graph.tensors()
+    tensors = all_tensors(graph)
+    owners = {t.name: g for g in reversed(all_graphs(graph)) for t in list(g.inputs) + [
+        o for n in g.nodes for o in n.outputs]}
     by_tensor = defaultdict(list)
     for axis, idx in removed.items():
         if isinstance(tensors[axis.tensor], gs.Variable):
@@ -41,10 +44,11 @@ def masked_model(dg: DependencyGraph, plan: dict[int, Iterable[int]]) -> Exporte
             for k, t in enumerate(user.inputs):
                 if t is tensor:
                     user.inputs[k] = masked
-        graph.nodes.append(_mask_node(name, tensor, masked, keep, dg.opset))
-        if tensor in graph.outputs:
-            graph.outputs[graph.outputs.index(tensor)] = masked
-    for node in list(graph.nodes):
+        owner = owners.get(name, graph)
+        owner.nodes.append(_mask_node(name, tensor, masked, keep, dg.opset))
+        if tensor in owner.outputs:
+            owner.outputs[owner.outputs.index(tensor)] = masked
+    for node in list(all_nodes(graph)):
         if any(ChannelAxis(t.name, a) in removed for t in node.inputs for a in range(len(t.shape or []))):
             handler = handler_for(node)
             if handler is not None:

@@ -1,5 +1,6 @@
-"""What blocks a group: ops without a handler, custom domains, graph inputs/outputs, subgraphs reading outer
-tensors; blocking stays local to the groups that touch the blocked axes."""
+"""What blocks a group: ops without a handler, custom domains, graph inputs/outputs, subgraphs of ops whose handler
+does not couple their bodies (If/Loop/Scan bodies are coupled: tests/handlers/test_handlers_control_flow.py);
+blocking stays local to the groups that touch the blocked axes."""
 
 from __future__ import annotations
 
@@ -90,26 +91,33 @@ SUBGRAPH_OPS = {
           c_out = Identity (c_in)
           acc_out = Add (acc, h)
       }>""",
+    "custom.Wrap": """
+      z = custom.Wrap (cond) <body = body_g () => (float[N,4,8,8] t) { t = Relu (h) }>""",
 }
 
 
-@pytest.mark.parametrize("op_type", ["If", "Loop"])
-def test_subgraph_reading_an_outer_tensor_blocks_it(op_type):
-    dg = analyse(header() + """
+@pytest.mark.parametrize("op_type", ["If", "Loop", "custom.Wrap"])
+def test_subgraph_reading_an_outer_tensor_couples_it_or_blocks_it(op_type):
+    """If and Loop couple the outer tensor read in their body with their output (here a protected graph output);
+    a node with a body that no handler couples blocks what its body reads."""
+    dg = analyse((header() + """
     agraph (float[N,3,8,8] x, bool cond) => (float[N,2,8,8] y, float[N,4,8,8] z) <float[4,3,1,1] w,
                                               float[5,3,1,1] wb, float[2,5,1,1] w2, int64 trip> {
       h = Conv (x, w)
       """ + SUBGRAPH_OPS[op_type] + """
       b = Conv (x, wb)
       y = Conv (b, w2)
-    }""", trip=np.array(2))
+    }""").replace('["" : 17]', '["" : 17, "custom" : 1]'), trip=np.array(2))
     g = group_of(dg, "w", 0)
     assert not g.prunable
-    assert any(r.startswith(f"read inside the subgraph of {op_type} node '") for r in g.blocked_reasons)
+    if op_type == "custom.Wrap":
+        assert any(r.startswith("read inside the subgraph of Wrap node '") for r in g.blocked_reasons)
+    else:
+        assert ChannelAxis("z", 1) in g.members and "graph output 'z' axis 1 is protected" in g.blocked_reasons
     assert group_of(dg, "wb", 0).prunable
 
 
-def test_if_output_consumed_by_a_conv_blocks_that_conv_input():
+def test_if_output_consumed_by_a_conv_couples_both_branches():
     dg = analyse(header() + """
     agraph (float[N,3,8,8] x, bool cond) => (float[N,2,8,8] y) <float[4,3,1,1] w, float[4,3,1,1] w1,
                                                                 float[2,4,1,1] w2> {
@@ -118,8 +126,8 @@ def test_if_output_consumed_by_a_conv_blocks_that_conv_input():
       y = Conv (z, w2)
     }""")
     g = group_of(dg, "w2", 1)
-    assert not g.prunable and any("op 'If' is not supported" in r for r in g.blocked_reasons)
-    assert not dg.prunable_groups()
+    assert g.prunable and {ChannelAxis("w", 0), ChannelAxis("w1", 0), ChannelAxis("z", 1)} <= set(g.members)
+    assert [g.root.tensor for g in dg.prunable_groups()] == ["w"]
 
 
 def test_unknown_rank_blocks_with_a_hint():
