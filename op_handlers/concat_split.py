@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from onnxprune.op_handlers.common import axes_argument, is_static
+from onnxprune.op_handlers.common import axes_argument, is_static, trace_shape_element
 
 from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, register
 
@@ -72,7 +72,9 @@ class SliceHandler(OpHandler):
             steps = [1] * len(starts)
         else:
             starts, ends = ctx.const(ctx.input(1)), ctx.const(ctx.input(2))
-            if starts is None or ends is None:
+            if starts is not None and ends is None:  # ends read by Shape (TorchScript's scatter_add: src[:Shape(i)])
+                ends = [_shape_read_end(ctx, ctx.input(2), k) for k in range(len(starts))]
+            if starts is None or ends is None or None in list(ends):
                 return None
             axes = axes_argument(ctx, 3)
             axes = list(range(len(starts))) if axes is None else axes
@@ -101,6 +103,8 @@ class SliceHandler(OpHandler):
         if bounds is None:
             ctx.block_all(reason)
             return
+        for k, (axis, *_) in enumerate(bounds if ctx.opset() >= 10 and ctx.const(ctx.input(2)) is None else ()):
+            ctx.identity(ctx.axis(*trace_shape_element(ctx, ctx.input(2), k)), ctx.axis(x, axis))  # read by Shape
         sliced = {b[0]: b for b in bounds}
         for axis in range(ctx.rank(x)):
             if axis not in sliced:
@@ -122,7 +126,8 @@ class SliceHandler(OpHandler):
         if ctx.opset() < 10:
             starts, ends = list(ctx.attr("starts")), list(ctx.attr("ends"))
         else:
-            starts, ends = ctx.const(ctx.input(1)).tolist(), ctx.const(ctx.input(2)).tolist()
+            starts, ends = ctx.const(ctx.input(1)).tolist(), ctx.const(ctx.input(2))
+            ends = ends.tolist() if ends is not None else [0] * len(starts)  # read by Shape: not written
         for k, (axis, start, _end, _step) in enumerate(bounds):
             removed = ctx.removed(x, axis)
             if len(removed):  # only unit-step slices of static axes are coupled; other bounds stay as written
@@ -134,5 +139,23 @@ class SliceHandler(OpHandler):
         else:
             dtype = ctx.const(ctx.input(1)).dtype
             ctx.set_input_values(1, np.array(starts, dtype=dtype))
-            ctx.set_input_values(2, np.array(ends, dtype=dtype))
+            if ctx.const(ctx.input(2)) is not None:  # ends read by Shape follow the pruned axis by themselves
+                ctx.set_input_values(2, np.array(ends, dtype=dtype))
+
+
+def _sliced_axis(ctx, k: int) -> int:
+    """The axis of X that bound ``k`` slices."""
+    axes = axes_argument(ctx, 3)
+    return int(axes[k] if axes is not None else k) % ctx.rank(ctx.input(0))
+
+
+def _shape_read_end(ctx, ends, k: int) -> int | None:
+    """End ``k`` when Shape reads it from an axis of the same size as the sliced one (a slice to the whole axis,
+    which stays whole: the two axes are coupled), else None."""
+    source = trace_shape_element(ctx, ends, k)
+    axis = _sliced_axis(ctx, k)
+    if not isinstance(source, tuple) or ctx.shape(source[0])[source[1]] != ctx.shape(ctx.input(0))[axis]:
+        return None
+    size = ctx.size(ctx.input(0), axis)
+    return size if size is not None else np.iinfo(np.int64).max
 

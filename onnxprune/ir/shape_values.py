@@ -14,7 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnxprune.ir.shape_view import ShapeView, is_static
+from onnxprune.ir.shape_view import ShapeView, is_static, tensor_shape
+from onnxprune.ir.stand_ins import SizeOf, evaluate_with_stand_ins
 
 Element = int | tuple | None
 
@@ -187,6 +188,52 @@ class SliceRule(ShapeValueRule):
         start, _, step = slice(start, end, step).indices(size)
         return (0, start + position * step)
 
+    def complete_shape(self, node, view):
+        """Bounds read from shapes (TorchScript's scatter_add slices its source to the index's shape,
+        ``Slice(src, 0, Shape(index))``) or sliced dims that are symbolic: evaluated with stand-in sizes, so a slice
+        to a tensor of the same dims keeps them and ``[0:1]`` of a symbolic dim is 1."""
+        if "starts" in node.attrs:
+            return None
+        x, bounds = view.input(0), [view.input(k) for k in (1, 2, 3, 4)]
+        if any(t is not None and view.numel(t) is None for t in bounds):
+            return None
+        x_shape = view.shape(x)
+        axes = view.const(bounds[2]) if bounds[2] is not None else np.arange(view.numel(bounds[0]))
+        if axes is None:
+            return None
+        axes = [int(a) % len(x_shape) for a in axes.reshape(-1)]
+
+        def compute(size: SizeOf) -> list[int] | None:
+            dims = [size(d) for d in x_shape]
+            starts, ends = _elements(view, bounds[0], size), _elements(view, bounds[1], size)
+            steps = _elements(view, bounds[3], size) if bounds[3] is not None else [1] * len(axes)
+            if None in starts + ends + steps or 0 in steps:
+                return None
+            for axis, start, end, step in zip(axes, starts, ends, steps):
+                dims[axis] = len(range(*slice(start, end, step).indices(dims[axis])))
+            return dims
+        return _named(node, view, evaluate_with_stand_ins(compute))
+
+
+def _elements(view: ShapeView, tensor: gs.Tensor, size: SizeOf) -> list[int | None]:
+    """Every element of a 1-D shape-like tensor, with dims read by Shape counted as ``size(dim)``."""
+    def size_of(t: gs.Tensor, axis: int) -> int:
+        shape = tensor_shape(t)
+        return size(None if shape is None else shape[axis])
+
+    values = [trace_shape_element(view, tensor, p, size_of) for p in range(view.numel(tensor))]
+    return [v if isinstance(v, int) else None for v in values]
+
+
+def _named(node: gs.Node, view: ShapeView, dims: list | None) -> list | None:
+    """Stand-in results as a shape: dims that depend on symbols in some other way keep the name shape inference
+    gave them, or get a fresh one."""
+    if dims is None:
+        return None
+    old = view.output(0).shape
+    return [d if d is not None else old[k] if old is not None and len(old) == len(dims) and isinstance(old[k], str)
+            else f"{node.name}_dim{k}" for k, d in enumerate(dims)]
+
 
 @shape_rule("Identity", "Cast")
 class PassThroughRule(ShapeValueRule):
@@ -287,7 +334,9 @@ for _op, _function in {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "Mu
 @shape_rule("Expand")
 class ExpandRule(ShapeValueRule):
     """Broadcast X's shape with the shape input's elements where ONNX inference gives up (TorchScript writes
-    ``expand(n, -1, -1)`` as a computed Where): an X dim other than 1 wins, else the traced element does."""
+    ``expand(n, -1, -1)`` as a computed Where): a static X dim other than 1 wins, else the traced element does
+    (a symbolic dim is taken not to be 1; dims that are 1 whatever the input, like TorchScript's ``[0:1]`` slice
+    feeding ``index_add``'s Expand, are completed as 1 by SliceRule, so they do not lend their name)."""
 
     def complete_shape(self, node, view):
         x, shape, y = view.input(0), view.input(1), view.output(0)
@@ -300,11 +349,11 @@ class ExpandRule(ShapeValueRule):
             x_dim = x_shape[axis - len(y.shape) + len(x_shape)] if axis >= len(y.shape) - len(x_shape) else 1
             source = trace_shape_element(view, shape, axis - len(y.shape) + count) \
                 if axis >= len(y.shape) - count else 1
+            if isinstance(source, tuple):  # a dim read by Shape: its size (1 where Slice completion knows it is)
+                source = view.shape(source[0])[source[1]]
             if is_static(x_dim) and x_dim != 1 or source == 1:
                 dims.append(x_dim)
-            elif isinstance(source, tuple):
-                dims.append(view.shape(source[0])[source[1]])
-            elif isinstance(source, int) and source > 1 and x_dim == 1:
+            elif isinstance(source, str) or is_static(source):  # X's dim is 1 or the same (a symbol is not 1)
                 dims.append(source)
             else:
                 dims.append(y.shape[axis])
@@ -322,10 +371,36 @@ class ReshapeRule(RegroupRule):
         symbols differ from the target's only by such names and their counts agree, they are taken to be the same
         dims in another order (exporters build these targets from the shape of the tensor being reshaped or of the
         block's input)."""
-        x, target = view.input(0), view.input(1)
+        target = view.input(1)
         count = view.numel(target)
         if count is None or int(view.attr("allowzero", 0)):
             return None
+        return self._by_names(node, view) or _named(node, view, evaluate_with_stand_ins(
+            lambda size: self._evaluate(view, size)))
+
+    @staticmethod
+    def _evaluate(view: ShapeView, size: SizeOf) -> list[int] | None:
+        """The output shape for X's dims (and dims read by Shape) given by ``size``: -1 from the element count."""
+        x_shape = view.shape(view.input(0))
+        dims = _elements(view, view.input(1), size)
+        if None in dims:
+            return None
+        dims = [size(x_shape[k]) if d == 0 and k < len(x_shape) else d for k, d in enumerate(dims)]
+        if dims.count(-1) > 1 or any(d < -1 for d in dims):
+            return None
+        if -1 in dims:
+            known, total = int(np.prod([d for d in dims if d != -1])), int(np.prod([size(d) for d in x_shape]))
+            if known <= 0 or total % known:
+                return None
+            dims[dims.index(-1)] = total // known
+        return dims
+
+    @staticmethod
+    def _by_names(node, view) -> list | None:
+        """Target entries resolved by name (symbolic dims read by Shape keep their names); None where that is not
+        enough (stand-in sizes are tried next)."""
+        x, target = view.input(0), view.input(1)
+        count = view.numel(target)
         dims, rest = [], None
         for position in range(count):
             source = trace_shape_element(view, target, position)

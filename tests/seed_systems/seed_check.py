@@ -4,7 +4,6 @@ onnxruntime at two input sizes, and the mask oracle on the plan's exact groups."
 from __future__ import annotations
 
 import numpy as np
-import onnx
 
 import onnxprune as op
 from onnxprune import models
@@ -22,16 +21,6 @@ def feeds(name: str) -> list[dict[str, np.ndarray]]:
     """Feed dicts of ``name`` at its two input sizes."""
     spec = models.ZOO[name]
     return [{n: t.numpy() for n, t in zip(spec.input_names, spec.example_inputs(*args))} for args in SIZES[name]]
-
-
-def _runnable(model) -> onnx.ModelProto:
-    """The model without value_info. The loader's symbolic shapes can name two dims alike that differ at run time
-    (TorchScript's index_add writes Expand(ones, Shape(Slice(...))): the Expand output and the Slice output get one
-    name), and onnxruntime plans buffers from value_info; reported to the ir owner, worked around here."""
-    proto = onnx.ModelProto()
-    proto.CopyFrom(model.proto if hasattr(model, "proto") else model)
-    del proto.graph.value_info[:]
-    return proto
 
 
 def ratio_plan(dg: op.DependencyGraph, ratio: float, seed: int = 0) -> dict[int, list[int]]:
@@ -56,9 +45,9 @@ def prune_and_check(dg: op.DependencyGraph, name: str, ratio: float) -> dict:
         masked = op.masked_model(dg, exact)
         pruned = result if len(exact) == len(plan) else checked_prune(dg, exact)
         for feed in feeds(name):
-            report = compare(_runnable(masked), _runnable(pruned.model), feed)
+            report = compare(masked, pruned.model, feed)
             assert report.passed, f"{name} at {ratio}: oracle mismatch\n{report}"
-    original, candidate = make_session(_runnable(op.masked_model(dg, {}))), make_session(_runnable(result.model))
+    original, candidate = make_session(op.masked_model(dg, {})), make_session(result.model)
     for feed in feeds(name):  # both sizes run, outputs keep the original's shapes
         want = [o.shape for o in original.run(None, feed)]
         got = [o.shape for o in candidate.run(None, feed)]
