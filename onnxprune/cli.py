@@ -14,7 +14,7 @@ import onnx
 
 from onnxprune import progress
 from onnxprune.analysis import AnalysisOptions, analyse_model
-from onnxprune.analysis.stats import count_macs, count_params, op_support
+from onnxprune.analysis.stats import count_params, macs_report, op_support
 from onnxprune.errors import OnnxPruneError
 from onnxprune.genai import cache_io_axes, genai_config_path, rewrite_genai_dir
 from onnxprune.pipeline import PruneOptions, format_report, prune_file
@@ -100,8 +100,10 @@ max_drift_option = click.option(
          "1 - top-1 agreement for [N, classes] outputs, 1 - cosine for others; fail above this.")
 provider_option = click.option("--provider", type=click.Choice(["auto", "cuda", "cpu"]), default="auto",
                                show_default=True, help="onnxruntime execution provider (cuda must work here).")
-input_shape_option = click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1xD2x...",
-                                  help="Fix a graph input's shape (repeatable).")
+input_shape_option = click.option(
+    "--input-shape", "input_shapes", multiple=True, metavar="NAME:D1xD2x...",
+    help="A graph input's shape (repeatable): a number fixes that dim, a name keeps it symbolic "
+         "(x:batchx3x224x224). Used for analysis and for the made-up inputs of validation, benchmarks and MACs.")
 
 
 @click.group()
@@ -159,15 +161,18 @@ def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shape
 @clean_errors
 def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
     """Show MODEL's op types (supported or not), parameters, MACs and how many groups are prunable."""
-    dg = analyse_model(model, input_shapes=parse_input_shapes(input_shapes))
+    shapes = parse_input_shapes(input_shapes)
+    dg = analyse_model(model, input_shapes=shapes)
     ops = op_support(dg.graph)
+    macs = macs_report(dg.graph, dg.graph, model, model, shapes)
     report = {"model": model, "opset": dg.opset, "nodes": len(dg.graph.nodes), "params": count_params(dg.graph),
-              "macs": count_macs(dg.graph), "ops": ops, **dg.summary()}
+              "macs": macs["before"], **({"macs_at": macs["at"]} if "at" in macs else {}), "ops": ops,
+              **dg.summary()}
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"{model}: opset {dg.opset}, {report['nodes']} nodes, {report['params']:,} params, "
-               f"{report['macs']:,} MACs per sample")
+               f"{report['macs']:,} MACs per sample" + (f" at {macs['at']}" if "at" in macs else ""))
     for op, info in ops.items():
         click.echo(f"  {op:<28} {info['count']:>5}  {'supported' if info['supported'] else 'UNSUPPORTED'}")
     unsupported = sum(1 for info in ops.values() if not info["supported"])
@@ -287,18 +292,20 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
 @provider_option
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
               help="Where PRUNED runs: onnxruntime, or OpenVINO's CPU plugin (the reference stays on onnxruntime).")
+@input_shape_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @clean_errors
 def validate(original: str, pruned: str, plan_path: str | None, oracle: bool, calib: str | None, rtol: float,
              atol: float | None, max_drift: float, batch: int | None, provider: str, runtime: str,
-             as_json: bool) -> None:
+             input_shapes: tuple[str, ...], as_json: bool) -> None:
     """Check PRUNED (checker, onnxruntime; with --runtime openvino it must also load and run there) and compare its
     outputs with ORIGINAL: by drift, or with --oracle and the plan against the mask oracle; exit 0 only when it
     passes."""
     check_runtime(runtime, provider)
     check_file(pruned)
     report = run_validation(original, pruned, plan=plan_path, oracle=oracle, calib=calib, rtol=rtol, atol=atol,
-                            max_drift=max_drift, batch=batch, provider=provider, runtime=runtime)
+                            max_drift=max_drift, batch=batch, provider=provider, runtime=runtime,
+                            shapes=parse_input_shapes(input_shapes))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
     sys.exit(0 if report.passed else 1)
 
@@ -313,17 +320,18 @@ def validate(original: str, pruned: str, plan_path: str | None, oracle: bool, ca
 @click.option("--runs", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=10, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="0: the runtime's default.")
+@input_shape_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @clean_errors
 def bench(models: tuple[str, ...], provider: str, runtime: str, batch: int, runs: int, warmup: int, threads: int,
-          as_json: bool) -> None:
+          input_shapes: tuple[str, ...], as_json: bool) -> None:
     """Latency of one model, or of two measured alternately in one process with the speedup (onnxruntime or
     OpenVINO)."""
     if len(models) > 2:
         raise click.UsageError("bench takes one or two models")
     check_runtime(runtime, provider)
     report = benchmark(list(models), provider=provider, batch=batch, runs=runs, warmup=warmup, threads=threads,
-                       runtime=runtime)
+                       runtime=runtime, shapes=parse_input_shapes(input_shapes))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format_table())
 
 

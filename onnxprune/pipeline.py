@@ -17,7 +17,7 @@ from pathlib import Path
 
 import onnx
 
-from onnxprune.analysis.stats import count_macs, count_params
+from onnxprune.analysis.stats import count_params, macs_report
 from onnxprune.apply import PruneResult, apply_plan
 from onnxprune.data import prepare_calibration
 from onnxprune.errors import OnnxPruneError
@@ -230,7 +230,8 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
     report = {
         "input": str(source) if not isinstance(source, onnx.ModelProto) else "<ModelProto>", "output": None,
         "criterion": plan.criterion, "ratio": plan.ratio,
-        "macs": {"before": count_macs(dg.graph), "after": count_macs(pruned_graph)},
+        "macs": macs_report(dg.graph, pruned_graph, original, result.exported, options.input_shapes,
+                            calibration.fit[0] if calibration is not None and calibration.fit else None),
         "params": {"before": count_params(dg.graph), "after": count_params(pruned_graph)},
         "groups": {"total": len(dg.channel_groups()), "pruned": len(plan.groups),
                    "blocked": len(dg.channel_groups()) - len(dg.prunable_groups())},
@@ -315,7 +316,8 @@ def format_report(report: dict) -> str:
     check = "skipped" if validation.get("skipped") else Comparison.from_dict(validation).summary()
     return "\n".join([
         f"pruned {report['input']} -> {report['output']} ({report['criterion']}, ratio {report['ratio']:.2f})",
-        f"  MACs    {macs['before']:>14,} -> {macs['after']:>14,}  ({macs['after'] / max(macs['before'], 1):.1%})",
+        f"  MACs    {macs['before']:>14,} -> {macs['after']:>14,}  ({macs['after'] / max(macs['before'], 1):.1%})"
+        + (f"  at {macs['at']}" if macs.get("at") else ""),
         f"  params  {params['before']:>14,} -> {params['after']:>14,}  "
         f"({params['after'] / max(params['before'], 1):.1%})",
         f"  groups  {groups['pruned']} pruned of {groups['total']} ({groups['blocked']} blocked), "

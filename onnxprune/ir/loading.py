@@ -114,7 +114,8 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         set_input_shapes(model, input_shapes)
     opset = default_opset(model)
     normalize_constant_nodes(model)
-    infer_shapes(model, isolate=path is not None)  # files come from users: a malformed one must not abort us
+    # files come from users: a malformed one must not abort us (isolate)
+    infer_shapes(model, isolate=path is not None, weights=arrays)
     G_LOGGER.severity = G_LOGGER.ERROR
     try:
         graph = gs.import_onnx(model)

@@ -15,6 +15,7 @@ from onnx import shape_inference
 from onnxprune.errors import ModelLoadError, ShapeError
 from onnxprune.ir.contrib import with_contrib_shapes
 from onnxprune.ir.graph import copy_body_value_info, copy_graph
+from onnxprune.ir.shape_fallback import fill_untyped
 from onnxprune.ir.shape_values import rule_for
 from onnxprune.ir.shape_view import ShapeView, UnknownShape
 
@@ -40,8 +41,10 @@ def set_input_shapes(model: onnx.ModelProto, input_shapes: dict[str, list[int | 
     del model.graph.value_info[:]  # shapes recorded for the old input shapes no longer hold
 
 
-def infer_shapes(model: onnx.ModelProto, isolate: bool = False) -> None:
-    """Infer every value's shape on a weight-free view and store the results in ``model.graph.value_info``."""
+def infer_shapes(model: onnx.ModelProto, isolate: bool = False, weights: dict[str, np.ndarray] | None = None) -> None:
+    """Infer every value's shape on a weight-free view and store the results in ``model.graph.value_info``; what
+    ONNX's inference leaves untyped comes from ``shape_fallback`` (symbolic inference, then one run when the input
+    shapes are concrete: ``weights`` holds the initializers the proto holds no data for)."""
     view = onnx.ModelProto()
     view.ir_version = model.ir_version
     view.opset_import.extend(model.opset_import)
@@ -59,11 +62,13 @@ def infer_shapes(model: onnx.ModelProto, isolate: bool = False) -> None:
             graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     inferred = _infer_strictly(with_contrib_shapes(view), isolate=isolate)
     copy_body_value_info(inferred.graph, model.graph)  # what inference learned inside If/Loop/Scan bodies
+    fill_untyped(inferred, model, weights)
     del model.graph.value_info[:]
     outputs = {o.name for o in model.graph.output}
     model.graph.value_info.extend(v for v in inferred.graph.value_info if v.name not in outputs)
     for out in model.graph.output:
-        found = [o for o in inferred.graph.output if o.name == out.name]
+        found = [o for o in [*inferred.graph.output, *inferred.graph.value_info]
+                 if o.name == out.name and o.type.tensor_type.HasField("shape")]
         if found and not out.type.tensor_type.HasField("shape"):
             out.CopyFrom(found[0])
 
@@ -188,15 +193,25 @@ def _numel(tensor: gs.Constant) -> int:
 
 
 def _check_shapes(graph: gs.Graph) -> None:
+    """Refuse a graph input without a shape, or an untyped tensor a standard op reads, naming the first node (in
+    graph order, any domain) whose output could not be typed and what to do."""
     for tensor in graph.inputs:
         if tensor.shape is None:
             raise ShapeError(f"graph input '{tensor.name}' has no shape; give one with --input-shape "
                              f"{tensor.name}:D1xD2x...")
-    for node in graph.nodes:
-        if node.domain not in ("", "ai.onnx", None):
-            continue
-        for tensor in node.outputs:
-            is_tensor = getattr(tensor, "type", "tensor_type") == "tensor_type"
-            if isinstance(tensor, gs.Variable) and is_tensor and tensor.shape is None and tensor.outputs:
-                raise ShapeError(f"shape of tensor '{tensor.name}' ({node.op} node '{node.name}') could not be "
-                                 "inferred; give static input shapes with --input-shape NAME:D1xD2x...")
+
+    def untyped(node: gs.Node) -> gs.Variable | None:
+        return next((t for t in node.outputs if isinstance(t, gs.Variable) and t.shape is None and t.outputs
+                     and getattr(t, "type", "tensor_type") == "tensor_type"), None)
+
+    if not any(untyped(n) is not None for n in graph.nodes if n.domain in ("", "ai.onnx", None)):
+        return
+    node = next(n for n in graph.nodes if untyped(n) is not None)
+    concrete = all(t.shape is not None and all(isinstance(d, int) for d in t.shape) for t in graph.inputs)
+    tried = ("ONNX's shape inference, onnxruntime's symbolic shape inference nor a run of the model at its input "
+             "shapes" if concrete else "ONNX's shape inference nor onnxruntime's symbolic shape inference")
+    todo = ("the model may need an op onnxruntime cannot run here" if concrete else
+            "give every graph input a concrete shape with --input-shape NAME:D1xD2x... (e.g. x:1x3x224x224), and "
+            "onnxprune observes it by running the model once")
+    raise ShapeError(f"shape of tensor '{untyped(node).name}' ({node.op} node '{node.name}') could not be inferred "
+                     f"by {tried}; {todo}")

@@ -24,6 +24,8 @@ from onnxprune.ir.export import ExportedModel
 # Ops through which an integer input keeps its values (so the table it finally indexes bounds it).
 _VALUE_PRESERVING = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Expand", "Transpose",
                      "Slice", "Tile"}
+# Ops whose input 1 indexes input 0 along attribute ``axis`` (default 0).
+_INDEXING = {"Gather", "GatherElements", "ScatterElements", "Scatter"}
 # Symbolic sizes tried, in order, for dims that are neither the batch nor given by the user.
 SPATIAL_CANDIDATES = (64, 32, 128, 224, 256, 320, 512)
 SEQUENCE_CANDIDATES = (16, 8, 32, 64, 128)
@@ -64,7 +66,7 @@ def integer_bounds(model: onnx.ModelProto) -> dict[str, int]:
         while frontier:
             name = frontier.pop()
             for node, k in consumers.get(name, []):
-                if node.op_type == "Gather" and k == 1 and node.input[0] in tables:
+                if node.op_type in _INDEXING and k == 1 and node.input[0] in tables:
                     axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
                     dims = tables[node.input[0]]
                     found.append(dims[axis % len(dims)])
@@ -108,7 +110,8 @@ def random_inputs(session: ort.InferenceSession, batch: int = 2, seed: int = 0, 
     return feeds
 
 
-def _free_dims(specs: Sequence[InputSpec], given: dict[str, int]) -> dict[str, tuple[int, ...]]:
+def _free_dims(specs: Sequence[InputSpec], given: dict[str, int], spatial: tuple[int, ...] = SPATIAL_CANDIDATES,
+               ) -> dict[str, tuple[int, ...]]:
     """Candidate sizes for every symbolic dim that is not a leading (batch) dim and not given."""
     leading = {s.shape[0] for s in specs if s.shape and not isinstance(s.shape[0], int)}
     free: dict[str, tuple[int, ...]] = {}
@@ -117,24 +120,97 @@ def _free_dims(specs: Sequence[InputSpec], given: dict[str, int]) -> dict[str, t
             if isinstance(dim, int) or dim in given or (dim in leading and dim not in free):
                 continue
             image = len(spec.shape) == 4 and spec.dtype.kind == "f"
-            free.setdefault(dim, SPATIAL_CANDIDATES if image and axis > 0 else SEQUENCE_CANDIDATES)
+            free.setdefault(dim, spatial if image and axis > 0 else SEQUENCE_CANDIDATES)
     return {d: c for d, c in free.items() if d not in leading}
 
 
+def total_stride(model: onnx.ModelProto) -> int:
+    """The largest product of Conv/pooling strides along any path from an input (1 without strided ops): spatial
+    sizes that are a multiple of it pass every downsampling and upsampling stage of a detector's neck evenly."""
+    stride: dict[str, int] = {}
+    for node in model.graph.node:  # nodes are in topological order in a valid model
+        own = 1
+        if node.op_type in ("Conv", "MaxPool", "AveragePool", "ConvInteger", "QLinearConv"):
+            own = max((max(a.ints, default=1) for a in node.attribute if a.name == "strides"), default=1)
+        reach = max((stride.get(name, 1) for name in node.input if name), default=1) * own
+        for out in node.output:
+            stride[out] = reach
+    return max(stride.values(), default=1)
+
+
+def spatial_candidates(model: onnx.ModelProto) -> tuple[int, ...]:
+    """SPATIAL_CANDIDATES, multiples of the model's total stride first (and the stride times 2 and 4 when it is
+    beyond them)."""
+    step = total_stride(model)
+    fitting = [c for c in SPATIAL_CANDIDATES if c % step == 0] or [step * 2, step * 4]
+    return tuple(dict.fromkeys([*fitting, *SPATIAL_CANDIDATES]))
+
+
+def export_hints(model: onnx.ModelProto) -> tuple[int, ...]:
+    """Sizes the export itself records, in this order: static dims of Reshape outputs as ONNX's inference (with data
+    propagation) finds them, then of the graph outputs; e.g. the sequence length a TorchScript export baked into its
+    Reshape targets. Only consulted when the usual candidates fail."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:
+        inferred = model
+    infos = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    reshaped = [infos[n.output[0]] for n in inferred.graph.node if n.op_type == "Reshape" and n.output[0] in infos]
+    hints = []
+    for info in [*reshaped, *inferred.graph.output]:
+        hints += [d.dim_value for d in info.type.tensor_type.shape.dim if 2 <= d.dim_value <= 4096]
+    return tuple(dict.fromkeys(hints))
+
+
+def dims_from_shapes(specs: Sequence[InputSpec], shapes: dict[str, list] | None) -> dict[str, int]:
+    """{symbolic dim: size} from the user's per-input shapes (``--input-shape``): a number at an axis the model
+    declares symbolic sizes that dim; a name leaves it to be chosen. InputError for an unknown input or a rank
+    that does not match."""
+    by_name = {s.name: s for s in specs}
+    dims: dict[str, int] = {}
+    for name, shape in (shapes or {}).items():
+        if name not in by_name:
+            raise InputError(f"--input-shape names '{name}', but the model inputs are {sorted(by_name)}")
+        declared = by_name[name].shape
+        if len(declared) != len(shape):
+            raise InputError(f"--input-shape {name}: {len(shape)} dims given, but the input has {len(declared)} "
+                             f"({'x'.join(map(str, declared))})")
+        for have, want in zip(declared, shape):
+            if isinstance(want, int) and not isinstance(have, int):
+                dims[have] = want
+    return dims
+
+
+def describe_feeds(feeds: dict[str, np.ndarray]) -> str:
+    """'x=1x3x224x224, mask=1x16': the shapes of a feed dict, as --input-shape writes them."""
+    return ", ".join(f"{name}={'x'.join(map(str, np.shape(a))) or 'scalar'}" for name, a in feeds.items())
+
+
 def example_inputs(model: onnx.ModelProto | ExportedModel | str | os.PathLike, session: ort.InferenceSession,
-                   batch: int = 2, seed: int = 0, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Feeds the model runs on: integer bounds from the graph (``integer_bounds``), ``dims`` by name, batch dims
-    ``batch``, and for other symbolic dims the first candidate size at which ``session`` runs. Raises InputError
-    naming the dims to give when no candidate works."""
+                   batch: int = 2, seed: int = 0, dims: dict[str, int] | None = None,
+                   shapes: dict[str, list] | None = None) -> dict[str, np.ndarray]:
+    """Feeds the model runs on, sized in this order: the user's ``shapes`` (per input, ``--input-shape``) and
+    ``dims`` (by dim name); what the graph implies (integer inputs below the tables they index,
+    ``integer_bounds``; masks 0/1; spatial dims at a multiple of the total stride; after those, the export's own
+    hints, ``export_hints``); batch dims ``batch``. Every other symbolic dim takes the first candidate size at
+    which ``session`` runs. Raises InputError naming the dims to give when no candidate works."""
     proto = model.proto if isinstance(model, ExportedModel) else model
     if not isinstance(proto, onnx.ModelProto):
         proto = onnx.load(os.fspath(proto), load_external_data=False)
     bounds = integer_bounds(proto)
-    given = dict(dims or {})
-    free = _free_dims(_specs(session), given)
-    attempts = max((len(c) for c in free.values()), default=1)
-    first_error = None
-    for k in range(attempts):
+    specs = _specs(session)
+    given = {**dims_from_shapes(specs, shapes), **(dims or {})}
+    free = _free_dims(specs, given, spatial_candidates(proto))
+    first_error, hinted = None, False
+    k = 0
+    while True:
+        attempts = max((len(c) for c in free.values()), default=1)
+        if k >= attempts:
+            hints = () if hinted else export_hints(proto)
+            hinted = True
+            free = {d: tuple(dict.fromkeys([*c, *hints])) for d, c in free.items()}
+            if k >= max((len(c) for c in free.values()), default=1):
+                break
         tried = {d: c[min(k, len(c) - 1)] for d, c in free.items()}
         feeds = random_inputs(session, batch=batch, seed=seed, dims={**tried, **given}, bounds=bounds)
         if not free:
@@ -144,7 +220,12 @@ def example_inputs(model: onnx.ModelProto | ExportedModel | str | os.PathLike, s
             return feeds
         except Exception as exc:
             first_error = first_error or " ".join(str(exc).split())[:300]
-    names = ", ".join(sorted(free))
-    raise InputError(f"onnxruntime does not run the model on made-up inputs for its symbolic dims {names} (tried "
-                     f"{', '.join(map(str, SPATIAL_CANDIDATES))}; first error: {first_error}); give real inputs "
-                     f"with --calib or sizes with --input-shape NAME:D1xD2x...")
+        k += 1
+    tried_sizes = "; ".join(f"{d}: {', '.join(map(str, c))}" for d, c in sorted(free.items()))
+    spec = next(s for s in specs if any(d in free for d in s.shape))
+    example = f"{spec.name}:" + "x".join(str(d) if isinstance(d, int) else d.upper() if d in free else d
+                                         for d in spec.shape)
+    raise InputError(f"onnxruntime does not run the model on made-up inputs for its symbolic dims "
+                     f"{', '.join(sorted(free))} (tried {tried_sizes}; first error: {first_error}); give real inputs "
+                     f"with --calib or the sizes with --input-shape, e.g. --input-shape {example} with numbers for "
+                     f"{', '.join(d.upper() for d in sorted(free))}")

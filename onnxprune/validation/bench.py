@@ -29,6 +29,7 @@ from onnxprune.runtime import (
     example_inputs,
     provider_list,
 )
+from onnxprune.runtime.inputs import describe_feeds
 
 ModelSource = str | os.PathLike | onnx.ModelProto
 
@@ -39,6 +40,7 @@ class ModelTiming:
 
     path: str
     times_ms: np.ndarray
+    inputs: str = ""  # the input shapes it ran at: 'x=1x3x224x224, mask=1x16'
 
     @property
     def median_ms(self) -> float:
@@ -51,9 +53,10 @@ class ModelTiming:
         return float(np.percentile(self.times_ms, 90))
 
     def to_dict(self) -> dict:
-        """JSON-ready form: path, median, p90, min and standard deviation in ms."""
+        """JSON-ready form: path, median, p90, min and standard deviation in ms, the input shapes used."""
         return {"path": self.path, "median_ms": round(self.median_ms, 4), "p90_ms": round(self.p90_ms, 4),
-                "min_ms": round(float(np.min(self.times_ms)), 4), "std_ms": round(float(np.std(self.times_ms)), 4)}
+                "min_ms": round(float(np.min(self.times_ms)), 4), "std_ms": round(float(np.std(self.times_ms)), 4),
+                "inputs": self.inputs}
 
 
 @dataclass
@@ -108,6 +111,8 @@ class BenchReport:
             name = d["path"] if len(d["path"]) <= 40 else "..." + d["path"][-37:]
             lines.append(f"{name:<40} {d['median_ms']:>10.3f} {d['p90_ms']:>10.3f} {d['min_ms']:>10.3f} "
                          f"{d['std_ms']:>9.3f}")
+        for shapes in dict.fromkeys(t.inputs for t in self.models if t.inputs):
+            lines.append(f"input shapes: {shapes}")
         if self.speedup is not None:
             lines.append(f"speedup (median of first / median of second): {self.speedup:.3f}x; "
                          f"paired per round: {self.paired_speedup:.3f}x")
@@ -185,10 +190,13 @@ def _runner(session: ort.InferenceSession, feeds: dict[str, np.ndarray], provide
 
 def benchmark(models: Sequence[ModelSource], provider: str = "auto", batch: int = 1, runs: int = 50,
               warmup: int = 10, threads: int = 0, dims: dict[str, int] | None = None, seed: int = 0,
-              spinning: bool | None = None, min_seconds: float = 0.0, runtime: str = "onnxruntime") -> BenchReport:
+              spinning: bool | None = None, min_seconds: float = 0.0, runtime: str = "onnxruntime",
+              shapes: dict[str, list] | None = None) -> BenchReport:
     """Time one or more models (paths or ModelProtos) on onnxruntime (``provider`` auto, cpu, cuda, tensorrt) or
     on OpenVINO's CPU plugin (``runtime="openvino"``, provider 'auto'); with several, they alternate run by run
-    (the order swapped every round) and all get the same random feeds (symbolic dims = ``batch`` or ``dims``).
+    (the order swapped every round) and all get the same random feeds (sized by ``shapes``, the user's per-input
+    --input-shape, and ``dims``; else batch dims ``batch`` and other symbolic dims as ``example_inputs`` chooses;
+    the report lists the shapes used).
 
     ``spinning`` (None = auto): onnxruntime's idle intra-op threads busy-wait by default; with several models
     alternating, the threads of the session that just ran would then hold cores the next one needs (on 2 cores
@@ -202,8 +210,8 @@ def benchmark(models: Sequence[ModelSource], provider: str = "auto", batch: int 
     resolved = OPENVINO_DEVICE if runtime == "openvino" else available_provider(provider)
     spinning = None if runtime == "openvino" else len(models) == 1 if spinning is None else spinning
     sessions = [_session(m, k, resolved, threads, spinning, runtime) for k, m in enumerate(models)]
-    first = example_inputs(models[0], sessions[0], batch=batch, seed=seed, dims=dims)
-    feeds = [first if _signature(s) == _signature(sessions[0]) else example_inputs(m, s, batch, seed, dims)
+    first = example_inputs(models[0], sessions[0], batch=batch, seed=seed, dims=dims, shapes=shapes)
+    feeds = [first if _signature(s) == _signature(sessions[0]) else example_inputs(m, s, batch, seed, dims, shapes)
              for m, s in zip(models, sessions)]
     runners = [_runner(s, f, resolved) for s, f in zip(sessions, feeds)]
     warm_start = time.perf_counter()
@@ -222,6 +230,6 @@ def benchmark(models: Sequence[ModelSource], provider: str = "auto", batch: int 
             runners[k]()
             times[k, r] = (time.perf_counter_ns() - start) / 1e6
     other = _other_load(clock, _cpu_clock())
-    timings = [ModelTiming(_label(m, k), times[k]) for k, m in enumerate(models)]
+    timings = [ModelTiming(_label(m, k), times[k], describe_feeds(f)) for k, (m, f) in enumerate(zip(models, feeds))]
     return BenchReport(provider=resolved, batch=batch, runs=runs, warmup=warmup, threads=threads, models=timings,
                        other_load=other, spinning=spinning, runtime=runtime)

@@ -155,12 +155,14 @@ def output_figures(name: str, ref: np.ndarray, got: np.ndarray) -> dict:
     return result
 
 
-def input_feeds(session, calib, batch: int, seed: int = 0, model: ModelSource | None = None) -> tuple[list, str]:
+def input_feeds(session, calib, batch: int, seed: int = 0, model: ModelSource | None = None,
+                shapes: dict[str, list] | None = None) -> tuple[list, str]:
     """Feed dicts for ``session``'s inputs and a description of them: ``batch`` random samples, or up to
     MAX_CALIBRATION_SAMPLES samples of ``calib`` (an .npz path or {input: array}, cast to the input types; split
-    into batches by ``calibration_batches`` on ``model``)."""
+    into batches by ``calibration_batches`` on ``model``). Random samples are sized by ``shapes`` (the user's
+    ``--input-shape``) first, then as ``example_inputs`` chooses."""
     if calib is None:  # inputs the model runs on: ids below their tables, symbolic sizes it accepts
-        feeds = (example_inputs(model, session, batch=batch, seed=seed) if model is not None
+        feeds = (example_inputs(model, session, batch=batch, seed=seed, shapes=shapes) if model is not None
                  else random_inputs(session, batch=batch, seed=seed))
         return [feeds], f"{_leading(feeds)} random samples (seed {seed})"
     types = {i.name: _NUMPY_TYPES.get(i.type) for i in session.get_inputs()}
@@ -190,13 +192,14 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
 def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[dict] | None = None, *,
             oracle: bool = True, calib=None, rtol: float = DEFAULT_RTOL, atol: float | None = None,
             max_drift: float = DEFAULT_MAX_DRIFT, batch: int | None = None, seed: int = 0, provider: str = "cpu",
-            note: str = "", exact: bool | None = None, runtime: str = "onnxruntime") -> Comparison:
+            note: str = "", exact: bool | None = None, runtime: str = "onnxruntime",
+            shapes: dict[str, list] | None = None) -> Comparison:
     """Run ``reference`` and ``candidate`` on the same inputs (``feeds``: one feed dict or several; else ``calib``
     data; else ``batch`` random samples, ORACLE_BATCH or DRIFT_BATCH by default) with onnxruntime's fusions off
     (see ``make_session``) on ``provider``, and judge by the oracle tolerance or the drift criterion (module
     docstring). ``runtime="openvino"`` runs the candidate on OpenVINO's CPU plugin (the reference stays on
     onnxruntime, ``provider``; the result names both). ProviderError when the provider or runtime does not work
-    here; ValidationError when a model fails to run."""
+    here; ValidationError when a model fails to run. ``shapes``: the user's per-input shapes for random inputs."""
     available_provider(provider)  # a provider that does not work is the user's error, not the model's
     check_runtime(runtime)
     batch = batch or (ORACLE_BATCH if oracle else DRIFT_BATCH)
@@ -204,7 +207,7 @@ def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[d
         ref_session = make_session(reference, provider, fuse=False)
         ref_provider = ref_session.get_providers()[0]
         if feeds is None:
-            batches, inputs = input_feeds(ref_session, calib, batch, seed, reference)
+            batches, inputs = input_feeds(ref_session, calib, batch, seed, reference, shapes)
         else:
             batches = [feeds] if isinstance(feeds, dict) else list(feeds)
             inputs = f"{sum(_leading(f) for f in batches)} given samples"

@@ -60,32 +60,33 @@ def oracle_note(plan: Plan) -> str:
 def validate_plan(plan: Plan, pruned: ModelSource, calib=None, *, provider: str = "auto",
                   rtol: float = DEFAULT_RTOL, atol: float | None = None, max_drift: float = DEFAULT_MAX_DRIFT,
                   batch: int | None = None, seed: int = 0, original: ModelSource | None = None,
-                  runtime: str = "onnxruntime") -> Comparison:
+                  runtime: str = "onnxruntime", shapes: dict[str, list] | None = None) -> Comparison:
     """Judge ``pruned`` (the result of ``plan``, which must be bound to its analysis) against the mask oracle when
     the plan is mask-exact, else against the original (``original``, default the analysed graph exported) by the
-    drift criterion. Inputs: ``calib`` data or random samples (see ``compare``). ``runtime="openvino"``: the
-    pruned model runs on OpenVINO, the reference on onnxruntime."""
+    drift criterion. Inputs: ``calib`` data or random samples (see ``compare``; ``shapes``: --input-shape).
+    ``runtime="openvino"``: the pruned model runs on OpenVINO, the reference on onnxruntime."""
     dg = plan.depgraph
     if plan.exact and not plan.refit:  # PruneError when the plan is not bound
         return compare(masked_model(dg, plan.groups), pruned, oracle=True, calib=calib, rtol=rtol, atol=atol,
-                       batch=batch, seed=seed, provider=provider, exact=True, runtime=runtime)
+                       batch=batch, seed=seed, provider=provider, exact=True, runtime=runtime, shapes=shapes)
     reference = original if original is not None else export_graph(dg.graph, dg.loaded)
     return compare(reference, pruned, oracle=False, calib=calib, max_drift=max_drift, batch=batch, seed=seed,
-                   provider=provider, note=oracle_note(plan), exact=False, runtime=runtime)
+                   provider=provider, note=oracle_note(plan), exact=False, runtime=runtime, shapes=shapes)
 
 
 def validate(original: ModelSource, pruned: ModelSource, plan: PlanSource | None = None, oracle: bool = False,
              calib=None, rtol: float = DEFAULT_RTOL, atol: float | None = None,
              max_drift: float = DEFAULT_MAX_DRIFT, batch: int | None = None, seed: int = 0,
-             provider: str = "auto", runtime: str = "onnxruntime") -> Comparison:
+             provider: str = "auto", runtime: str = "onnxruntime", shapes: dict[str, list] | None = None,
+             ) -> Comparison:
     """Compare ``pruned`` with ``original`` by the drift criterion or, with ``oracle``, check it against ``plan``
     (a Plan, a plan JSON path or dict, or {group id: units}; see ``validate_plan``: the mask oracle by tolerance
     for a mask-exact plan, the original by drift otherwise, saying that the oracle does not apply).
     ``runtime="openvino"`` runs ``pruned`` on OpenVINO's CPU plugin; the reference stays on onnxruntime."""
     if not oracle:
         return compare(original, pruned, oracle=False, calib=calib, max_drift=max_drift, batch=batch, seed=seed,
-                       provider=provider, runtime=runtime)
+                       provider=provider, runtime=runtime, shapes=shapes)
     if plan is None:
         raise OnnxPruneError("oracle validation needs the plan (--plan FILE.json written by `prune --plan`)")
     return validate_plan(resolve_plan(original, plan), pruned, calib, provider=provider, rtol=rtol, atol=atol,
-                         max_drift=max_drift, batch=batch, seed=seed, runtime=runtime)
+                         max_drift=max_drift, batch=batch, seed=seed, runtime=runtime, shapes=shapes)
