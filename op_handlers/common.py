@@ -137,7 +137,10 @@ def couple_reshape(ctx: AnalysisContext, src: gs.Tensor, dst: gs.Tensor) -> None
     policy = ctx.options.factor_policy
     if ctx.options.repeat_policy and src.inputs and src.inputs[0].op == "Expand":
         policy = ctx.options.repeat_policy
-    runs = _blocks(a, b) or _blocks_merging_dynamic(a, b)
+    runs = _blocks(a, b)
+    if runs is None and _couple_packed(ctx, src, dst, a, b, policy):
+        return
+    runs = runs or _blocks_merging_dynamic(a, b)
     if runs is None:
         reason = f"{ctx.where()} reshapes {a} -> {b}, which mixes axes in a way that cannot be factored"
         ctx.block_tensor(src, reason)
@@ -153,6 +156,66 @@ def couple_reshape(ctx: AnalysisContext, src: gs.Tensor, dst: gs.Tensor) -> None
                     ctx.block(axis, f"{ctx.where()} merges this axis with dynamic (batch/sequence) dims")
         elif axes:
             _couple_factored(ctx, axes, sum(1 for i in ia if a[i] != 1), policy)
+
+
+def _packing(a: list, b: list) -> tuple[int, int, bool, list[tuple[int, bool]], list] | None:
+    """How ``b``'s one dynamic dim packs ``a``'s one dynamic dim D with a static factor k (``a`` = [12, B, 32] ->
+    ``b`` = [12, B*4, 8]: k = 4, element counts force it): (position in b, k, inner, where each dim of the
+    expanded ``b`` comes from as (b position, is the factor), the runs of ``a`` against the expanded ``b``). None
+    when the dims do not pack that way, or pack both ways (inner and outer) so that the order is unknown."""
+    dyn_a = [i for i, d in enumerate(a) if not is_static(d)]
+    dyn_b = [j for j, d in enumerate(b) if not is_static(d)]
+    if len(dyn_a) != 1 or len(dyn_b) != 1 or a[dyn_a[0]] == b[dyn_b[0]]:
+        return None
+    pa, pb = static_product(a), static_product(b)
+    if pb == 0 or pa % pb or pa // pb < 2:
+        return None
+    j, factor, found = dyn_b[0], pa // pb, []
+    for inner in (True, False):
+        pair = [(j, False), (j, True)] if inner else [(j, True), (j, False)]
+        origin = [(k, False) for k in range(j)] + pair + [(k, False) for k in range(j + 1, len(b))]
+        expanded = [a[dyn_a[0]] if not f and k == j else (factor if f else b[k]) for k, f in origin]
+        runs = _blocks(a, expanded)
+        if runs is not None:
+            found.append((j, factor, inner, origin, runs))
+    return found[0] if len(found) == 1 else None
+
+
+def _couple_packed(ctx: AnalysisContext, src: gs.Tensor, dst: gs.Tensor, a: list, b: list, policy: str) -> bool:
+    """Reshapes that fold a static factor into a dynamic dim, or split it out again (attention heads moved into the
+    batch: [T, B, E] -> [T, B*heads, hd] -> ... -> [B, heads, T, hd]). The factor gets a packed axis
+    (``AnalysisContext.pack``) that stands for it while it rides in the dynamic dim; returns False when neither
+    side packs the other (the caller couples as usual)."""
+    for x, y, sx, sy, merging in ((src, dst, a, b, True), (dst, src, b, a, False)):
+        packing = _packing(sx, sy)
+        if packing is None:
+            continue
+        j, factor, inner, origin, runs = packing
+        dyn = ctx.axis(y, j)
+        if merging:
+            virtual = ctx.pack(dyn, factor, inner)
+        else:
+            known = ctx.packed(dyn)
+            if known is None or known[:2] != (factor, inner):
+                return False  # nothing says which factor rides in this dim: couple (and block) as usual
+            virtual = known[2]
+        for ia, jb in runs:
+            axes = [(ctx.axis(x, i), sx[i]) for i in ia if sx[i] != 1]
+            for k in jb:
+                pos, is_factor = origin[k]
+                if is_factor:
+                    axes.append((virtual, factor))
+                elif is_static(sy[pos]) and sy[pos] != 1:
+                    axes.append((ctx.axis(y, pos), sy[pos]))
+            if any(not is_static(size) for _, size in axes) or not axes:
+                continue  # the dynamic dim D and its counterpart: nothing to couple
+            n_left = sum(1 for i in ia if sx[i] != 1)
+            if len(axes) == 2 and n_left == 1:
+                ctx.identity(axes[0][0], axes[1][0])
+            elif n_left and len(axes) > n_left:
+                _couple_factored(ctx, axes, n_left, policy)
+        return True
+    return False
 
 
 def _refine(left: list[int], right: list[int]) -> list[int] | None:

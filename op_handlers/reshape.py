@@ -3,6 +3,7 @@ and Unsqueeze regroup them (see ``couple_reshape`` for how a split or merged cha
 
 from __future__ import annotations
 
+import numpy as np
 from onnxprune.op_handlers.common import couple_reshape, is_static, trace_shape_element
 
 from onnxprune.errors import PruneError
@@ -61,3 +62,22 @@ class ReshapeHandler(RegroupHandler):
                                      f"would be {value}, not {ctx.new_size(y, axis)}")
             elif isinstance(source, int) and source not in (-1, 0) and len(ctx.removed(y, axis)):
                 ctx.set_shape_value(1, axis, ctx.new_size(y, axis))  # Shape-read entries follow by themselves
+        _rescale_packed(node, ctx)
+
+
+def _rescale_packed(node, ctx: RewriteContext) -> None:
+    """A target entry computed at run time for a dynamic dim that packs a static factor (``B * heads``): scaled by
+    new factor / old factor, read from the element counts (the factor is all the static dims do not account for)."""
+    x, y, target = ctx.input(0), ctx.output(0), ctx.input(1)
+    dyn_x = [a for a in range(ctx.rank(x)) if not is_static(ctx.shape(x)[a])]
+    dyn_y = [a for a in range(ctx.rank(y)) if not is_static(ctx.shape(y)[a])]
+    if len(dyn_x) != 1 or len(dyn_y) != 1 or trace_shape_element(ctx, target, dyn_y[0]) is not None:
+        return  # a constant (-1 infers the dim), or a dim read by Shape, follows by itself
+    factors = []
+    for size_of in (ctx.size, lambda t, a: ctx.size(t, a) - len(ctx.removed(t, a))):
+        numel_x = int(np.prod([size_of(x, a) for a in range(ctx.rank(x)) if a != dyn_x[0]]))
+        numel_y = int(np.prod([size_of(y, a) for a in range(ctx.rank(y)) if a != dyn_y[0]]))
+        factors.append((numel_x, numel_y))
+    (old_x, old_y), (new_x, new_y) = factors
+    if old_y and new_y and old_x % old_y == 0 and new_x % new_y == 0 and old_x // old_y != new_x // new_y:
+        ctx.scale_shape_value(1, dyn_y[0], new_x // new_y, old_x // old_y)

@@ -86,7 +86,9 @@ class ExpandHandler(OpHandler):
 @register("Gather")
 class GatherHandler(OpHandler):
     """Y = take(data, indices, axis): data's other axes pass through; the gathered axis picks fixed indices, so
-    it cannot lose entries (blocked); the indices' axes are batch/sequence axes."""
+    it cannot lose entries (blocked); the indices' axes are batch/sequence axes. A constant scalar index picks one
+    entry of an activation (unbind: q, k, v of a packed projection; a class token): that axis enumerates parts,
+    it is no channel axis, so a Reshape that made it ([3E] -> [3, E]) lets E carry the pruning."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         data, indices, y = ctx.input(0), ctx.input(1), ctx.output(0)
@@ -94,6 +96,8 @@ class GatherHandler(OpHandler):
         gather_axis = int(ctx.attr("axis", 0)) % rank
         n_idx = ctx.rank(indices)
         ctx.block(ctx.axis(data, gather_axis), f"{ctx.where()} selects fixed indices along this axis")
+        if n_idx == 0 and ctx.is_constant(indices) and not ctx.is_constant(data):
+            ctx.nonchannel(ctx.axis(data, gather_axis))  # one entry picked (q, k or v of a packed projection)
         for axis in range(rank):
             if axis < gather_axis:
                 ctx.identity(ctx.axis(data, axis), ctx.axis(y, axis))

@@ -271,7 +271,8 @@ class DependencyGraph:
             if units.min() < 0 or units.max() >= group.size:
                 raise PruneError(f"group {gid} has {group.size} channels; got index {int(units.max())}")
             for axis, table in group.members.items():
-                removed.setdefault(axis, []).append(table[units].ravel())
+                if axis.tensor in self.tensors:  # not a packed axis (a factor riding in a dynamic dim)
+                    removed.setdefault(axis, []).append(table[units].ravel())
         result = {}
         for axis, parts in removed.items():
             idx = np.unique(np.concatenate(parts))

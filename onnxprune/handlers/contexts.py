@@ -41,6 +41,7 @@ class AnalysisContext(ShapeView):
         """Couple index i of ``a`` with index i of ``b``; both must have the same static size."""
         sa, sb = self._record.static_size(a), self._record.static_size(b)
         if sa is None and sb is None:
+            self._follow_packed(a, b)
             return
         if sa is None or sb is None or sa != sb:
             for ax, other, other_size in ((a, b, sb), (b, a, sa)):
@@ -49,6 +50,28 @@ class AnalysisContext(ShapeView):
             return
         idx = np.arange(sa)
         self._record.add_edge(a, b, idx, idx, self.node)
+
+    def _follow_packed(self, a: ChannelAxis, b: ChannelAxis) -> None:
+        """Two dynamic axes that are the same axis carry the same packed factor (see ``AnalysisRecord.pack``)."""
+        packed = self._record.packed
+        if (a in packed) == (b in packed):
+            if a in packed and packed[a][:2] == packed[b][:2]:
+                self.identity(packed[a][2], packed[b][2])
+            elif a in packed:
+                for ax in (a, b):
+                    self.block(packed[ax][2], f"{self.where()} couples it with a differently packed axis")
+            return
+        known, other = (a, b) if a in packed else (b, a)
+        factor, inner, virtual = packed[known]
+        self.identity(virtual, self.pack(other, factor, inner))
+
+    def packed(self, axis: ChannelAxis) -> tuple[int, bool, ChannelAxis] | None:
+        """(factor, inner, packed axis) of a dynamic axis known to hold a static factor, or None."""
+        return self._record.packed.get(axis)
+
+    def pack(self, axis: ChannelAxis, factor: int, inner: bool) -> ChannelAxis:
+        """Declare that dynamic ``axis`` holds static ``factor``; returns its packed axis (``AnalysisRecord.pack``)."""
+        return self._record.pack(axis, factor, inner)
 
     def couple(self, a: ChannelAxis, b: ChannelAxis, idx_a: Sequence[int], idx_b: Sequence[int]) -> None:
         """Couple index ``idx_a[k]`` of ``a`` with ``idx_b[k]`` of ``b`` for every k (offsets, expansions, gates)."""
@@ -184,6 +207,26 @@ class RewriteContext(ShapeView):
                 producer = self._private_copy(producer)
                 node.inputs[index] = producer.outputs[0]
             node, (index, position) = producer, source
+
+    def scale_shape_value(self, i: int, position: int, num: int, den: int) -> None:
+        """Multiply element ``position`` of the 1-D int64 shape-like input ``i`` by ``num / den`` at run time (the
+        element is computed, a multiple of ``den``: a dynamic dim holding a pruned packed factor, ``B * heads``)."""
+        tensor = self.node.inputs[i]
+        length = int(self.shape(tensor)[0])
+        scales = []
+        for value, role in ((num, "num"), (den, "den")):
+            array = np.ones(length, dtype=np.int64)
+            array[position] = value
+            scales.append(gs.Constant(fresh_name(self._graph, f"{tensor.name}_{role}"), array))
+        product = gs.Variable(fresh_name(self._graph, f"{tensor.name}_scaled"), dtype=np.int64, shape=[length])
+        result = gs.Variable(fresh_name(self._graph, f"{tensor.name}_rescaled"), dtype=np.int64, shape=[length])
+        at = next(k for k, n in enumerate(self._graph.nodes) if n is self.node)
+        self._graph.nodes[at:at] = [
+            gs.Node("Mul", name=fresh_name(self._graph, f"{self.node.name}_scale"), inputs=[tensor, scales[0]],
+                    outputs=[product]),
+            gs.Node("Div", name=fresh_name(self._graph, f"{self.node.name}_unscale"), inputs=[product, scales[1]],
+                    outputs=[result])]
+        self.node.inputs[i] = result
 
     def _private_copy(self, producer: gs.Node) -> gs.Node:
         """A copy of ``producer`` (same inputs, fresh outputs) placed right after it, for one consumer to own."""

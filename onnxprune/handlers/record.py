@@ -51,7 +51,19 @@ class AnalysisRecord:
         self.producers: list[ChannelAxis] = []
         self.labels: dict[ChannelAxis, set[str]] = {}
         self.multiples: dict[ChannelAxis, int] = {}
+        self.packed: dict[ChannelAxis, tuple[int, bool, ChannelAxis]] = {}  # see pack()
         self._sizes: dict[ChannelAxis, int | None] = {}
+
+    def pack(self, axis: ChannelAxis, factor: int, inner: bool) -> ChannelAxis:
+        """Declare that dynamic ``axis`` holds a static ``factor`` merged with a dynamic dim D (attention heads folded
+        into the batch: [T, B*heads, hd]); index = d*factor + f when ``inner``, else f*D + d. Returns the *packed
+        axis*: a virtual axis of size ``factor`` (not a tensor of the graph) that couples like any other, so the
+        factor can be followed from the Reshape that merges it to the one that splits it out again."""
+        if axis not in self.packed:  # a second declaration of another factor couples to the first (and blocks)
+            virtual = ChannelAxis(f"{axis.tensor}[axis {axis.axis}: x{factor}{' inner' if inner else ' outer'}]", 0)
+            self.packed[axis] = (factor, inner, virtual)
+            self._sizes[virtual] = factor
+        return self.packed[axis][2]
 
     def static_size(self, axis: ChannelAxis) -> int | None:
         """Static size of an axis, or None when dynamic or unknown."""
