@@ -25,6 +25,7 @@ import onnx_graphsurgeon as gs
 
 from onnxprune.analysis import DependencyGraph, Group
 from onnxprune.handlers import ShapeView, UnknownShape, handler_for
+from onnxprune.ir.graph import all_nodes, subgraphs
 
 SCHEMA_VERSION = 1
 MAX_STAGES = 24
@@ -58,9 +59,10 @@ def report_tables(dg: DependencyGraph, plan: dict[int, Iterable[int]], pruned: g
     analysed in ``dg``, pruned by ``plan`` ({group id: removed units}) into ``pruned``
     (``onnxprune.apply.apply_plan(dg, plan).graph``). Merge it into the pipeline's report dict."""
     plan = {int(g): sorted({int(u) for u in units}) for g, units in plan.items()}
-    before, after = list(dg.graph.nodes), _matching_nodes(dg.graph, pruned)
-    macs_before = {id(n): node_macs(n) for n in before}
-    macs_after = {id(n): node_macs(a) if a is not None else 0 for n, a in zip(before, after)}
+    # If/Loop/Scan bodies are listed node by node (every branch; their node itself counts 0, so nothing counts twice)
+    before, after = list(all_nodes(dg.graph)), _matching_nodes(dg.graph, pruned)
+    macs_before = {id(n): 0 if subgraphs(n) else node_macs(n) for n in before}
+    macs_after = {id(n): node_macs(a) if a is not None and not subgraphs(a) else 0 for n, a in zip(before, after)}
     total = sum(macs_before.values())
     counterpart = {id(n): a for n, a in zip(before, after)}
     stages = stage_names(before)
@@ -115,12 +117,13 @@ def _blocked_row(group: Group) -> dict:
 
 # -- layers ------------------------------------------------------------------------------------------------------
 def _matching_nodes(graph: gs.Graph, pruned: gs.Graph) -> list[gs.Node | None]:
-    """The pruned graph's node for every node of ``graph`` (apply keeps nodes and their order; by name otherwise)."""
-    if len(graph.nodes) == len(pruned.nodes) and all(a.op == b.op and a.name == b.name
-                                                     for a, b in zip(graph.nodes, pruned.nodes)):
-        return list(pruned.nodes)
-    by_name = {n.name: n for n in pruned.nodes if n.name}
-    return [by_name.get(n.name) if n.name else None for n in graph.nodes]
+    """The pruned graph's node for every node of ``graph``, bodies included (apply keeps nodes and their order; by
+    name otherwise)."""
+    nodes, pruned_nodes = list(all_nodes(graph)), list(all_nodes(pruned))
+    if len(nodes) == len(pruned_nodes) and all(a.op == b.op and a.name == b.name for a, b in zip(nodes, pruned_nodes)):
+        return pruned_nodes
+    by_name = {n.name: n for n in pruned_nodes if n.name}
+    return [by_name.get(n.name) if n.name else None for n in nodes]
 
 
 def _weights(node: gs.Node) -> list[gs.Constant]:
