@@ -61,12 +61,14 @@ def channel_statistics(dg: DependencyGraph, axes: Iterable[ChannelAxis], batches
 
     The requested tensors are added as graph outputs ``chunk_size`` at a time (one onnxruntime session per chunk);
     graph inputs are read from the feeds directly. Non-float tensors are skipped. ``model`` is ``dg``'s graph as
-    exported when the caller already has it (its outputs are replaced).
+    exported when the caller already has it (its outputs are replaced). Tensors inside If/Loop/Scan bodies are
+    skipped too: onnxruntime cannot output them (criteria score such groups by their other members).
     """
     by_tensor: dict[str, list[int]] = {}
+    visible = dg.graph.tensors()
     for ax in axes:
         tensor = dg.tensors.get(ax.tensor)
-        if isinstance(tensor, gs.Variable) and tensor.dtype is not None \
+        if ax.tensor in visible and isinstance(tensor, gs.Variable) and tensor.dtype is not None \
                 and np.issubdtype(np.dtype(tensor.dtype), np.floating):
             by_tensor.setdefault(ax.tensor, []).append(ax.axis)
     found: dict[str, dict[int, ChannelStats]] = {name: {} for name in by_tensor}

@@ -111,3 +111,13 @@ def test_loop_and_scan_macs_count_the_body_once_per_known_trip():
     assert count_macs(loop.graph) == count_macs(scan.graph) == cell + head
     fixed = op.analyse_model(control_flow.recurrent_scan_model(), input_shapes={"x": [1, 7, 6]})
     assert count_macs(fixed.graph) == 7 * cell + head
+
+
+@pytest.mark.parametrize("criterion", ["activation", "wanda"])
+def test_calibration_criteria_and_reconstruction_run_past_body_tensors(criterion):
+    """Body activations cannot be collected (onnxruntime outputs only the main graph's tensors): statistics skip
+    them, the groups are scored by their visible members, and reconstruction refits the consumers outside."""
+    calib = {"x": np.random.default_rng(0).standard_normal((48, 7, 6)).astype(np.float32)}
+    pruned = op.prune(control_flow.recurrent_loop_model(), ratio=0.5, criterion=criterion, calib=calib)
+    assert pruned.plan.groups and pruned.report["reconstruction"]
+    assert [layer["op"] for layer in pruned.report["reconstruction"]["layers"]] == ["Gemm"]
