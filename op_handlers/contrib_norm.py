@@ -22,7 +22,8 @@ class SimplifiedLayerNormHandler(LayerNormHandler):
 class SkipLayerNormHandler(OpHandler):
     """S = input + skip (+ bias); Y = gamma * normalise(S) (+ beta) over the last axis. Inputs: input, skip,
     gamma, then beta and bias (SkipLayerNormalization) or bias (the simplified one): every 1-D one is per hidden
-    channel. Outputs: Y, mean, inv_std_var (size 1 on the last axis), and S (input_skip_bias_sum)."""
+    channel. Outputs: Y, mean, inv_std_var (size 1 on the last axis), and S (input_skip_bias_sum); an unread extra
+    output whose shape is unknown (onnxruntime's shape inference leaves mean and inv_std_var out) is skipped."""
 
     def analyse(self, node, ctx: AnalysisContext) -> None:
         x, y = ctx.input(0), ctx.output(0)
@@ -31,7 +32,7 @@ class SkipLayerNormHandler(OpHandler):
         couple_broadcast(ctx, [x, ctx.input(1)], y)
         for param in [t for t in node.inputs[2:] if t.name]:
             ctx.identity(ctx.axis(param, 0), hidden)
-        for extra in [t for t in node.outputs[1:] if t.name]:
+        for extra in [t for t in node.outputs[1:] if t.name and (t.shape is not None or t.outputs)]:
             if ctx.rank(extra) == rank and ctx.size(extra, rank - 1) == 1:
                 for axis in range(rank - 1):
                     ctx.identity(ctx.axis(extra, axis), ctx.axis(x, axis))
