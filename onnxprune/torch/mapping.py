@@ -163,7 +163,12 @@ class Locator:
                 return role
         direct = self._by_name(name, value)
         if direct is not None:
-            return direct
+            return self._merged(name, value, direct)
+        found = self._by_scope(name, value, axes)
+        return found if found.exporter_constant else self._merged(name, value, found)
+
+    def _by_scope(self, name: str, value: np.ndarray, axes: list[int]) -> Mapping:
+        consumers = self._consumers(name)
         tried: list[str] = []
         for node in consumers:
             for scope in self._scope_modules(node):
@@ -184,8 +189,39 @@ class Locator:
                                 f"parameter or buffer matches it by name or by value (modules tried: "
                                 f"{tried or 'none: the nodes carry no module scope'})")
 
+    def _merged(self, name: str, value: np.ndarray, mapping: Mapping) -> Mapping:
+        """An exporter that merges equal initializers (the dynamo exporter's optimizer: the identical layers of an
+        ``nn.TransformerEncoder`` share one ``norm1.weight``) leaves one initializer for several torch tensors: each
+        consumer whose module scopes do not hold the tensor found adds the equal tensor of its own module."""
+        found = {t.name for targets in mapping.axes.values() for _, _, t in targets}
+        held = {id(self.tensors[n]) for n in found}
+        for node in self._consumers(name):
+            for scope in self._scope_modules(node):
+                prefix = f"{scope}." if scope else ""
+                if any(n.startswith(prefix) for n in found):
+                    break  # this consumer uses the tensor found (or one of its module's)
+                other = self._by_value(name, value, scope)
+                if other is None:
+                    continue
+                tensor = next(t.name for targets in other.axes.values() for _, _, t in targets)
+                if id(self.tensors[tensor]) not in held:  # a tied parameter is sliced once
+                    held.add(id(self.tensors[tensor]))
+                    for axis, targets in other.axes.items():
+                        mapping.axes.setdefault(axis, []).extend(targets)
+                    mapping.how += f"; merged with the equal {tensor} ({node.op} '{node.name}')"
+                break
+        return mapping
+
     def _by_name(self, name: str, value: np.ndarray) -> Mapping | None:
-        origin, axes = self.sources.get(name, (name, list(range(value.ndim))))
+        # The initializer's own name first: TorchScript writes a parameter equal to an earlier one as
+        # Identity(earlier), named after the parameter itself, and the loader's provenance names the earlier one.
+        for origin, axes in ((name, list(range(value.ndim))), self.sources.get(name, (None, None))):
+            found = self._named(name, value, origin, axes) if origin is not None else None
+            if found is not None:
+                return found
+        return None
+
+    def _named(self, name: str, value: np.ndarray, origin: str, axes: list[int]) -> Mapping | None:
         if origin not in self.tensors:
             return None
         param = self._torch(origin)
@@ -205,13 +241,14 @@ class Locator:
         prefix = f"{scope}." if scope else ""
         owned = [n for n in self.tensors if n.startswith(prefix)]
         owned.sort(key=lambda n: n.count("."))
-        for tname in owned:
-            found = match_value(value, self._torch(tname))
-            if found is not None:
-                result = Mapping(name, module=scope, how=f"value of {tname}")
-                for a, (src, offset) in found.items():
-                    result.axes[a] = [(0, value.shape[a], Target(tname, src, offset=offset))]
-                return result
+        for whole in (True, False):  # a tensor equal to the whole value before one it is a slice of
+            for tname in owned:
+                found = match_value(value, self._torch(tname), whole)
+                if found is not None:
+                    result = Mapping(name, module=scope, how=f"value of {tname}")
+                    for a, (src, offset) in found.items():
+                        result.axes[a] = [(0, value.shape[a], Target(tname, src, offset=offset))]
+                    return result
         return None
 
     # ---------------------------------------------------------------------------------------------- roles
@@ -340,9 +377,10 @@ def _recurrent_mapping(name: str, value: np.ndarray, index: int, scope: str, lay
     return result
 
 
-def match_value(value: np.ndarray, param: np.ndarray) -> dict[int, tuple[int, int]] | None:
+def match_value(value: np.ndarray, param: np.ndarray, whole: bool = False) -> dict[int, tuple[int, int]] | None:
     """{ONNX axis: (torch axis, index offset)} when ``value`` equals ``param`` up to size-1 axes, a 2-D transpose,
-    or a contiguous slice along one axis (of either); None otherwise. Only axes longer than 1 are mapped."""
+    or (unless ``whole``) a contiguous slice along one axis of ``param``; None otherwise. Only axes longer than 1
+    are mapped."""
     v_axes = [a for a in range(value.ndim) if value.shape[a] != 1]
     p_axes = [a for a in range(param.ndim) if param.shape[a] != 1]
     if len(v_axes) != len(p_axes) or value.dtype.kind != param.dtype.kind:
@@ -359,7 +397,7 @@ def match_value(value: np.ndarray, param: np.ndarray) -> dict[int, tuple[int, in
                 return {v_axes[k]: (p_axes[order[k]], 0) for k in range(v.ndim)}
             continue
         diff = [k for k in range(v.ndim) if moved.shape[k] != v.shape[k]]
-        if len(diff) != 1 or moved.shape[diff[0]] < v.shape[diff[0]]:
+        if whole or len(diff) != 1 or moved.shape[diff[0]] < v.shape[diff[0]]:
             continue
         k = diff[0]
         size = v.shape[k]

@@ -16,29 +16,33 @@ from torch import nn
 from onnxprune.analysis import DependencyGraph, analyse_model
 from onnxprune.axes import ChannelAxis
 from onnxprune.selection import Plan, read_plan_json
-from onnxprune.torch.attention import convert
+from onnxprune.torch.attention import PrunedMultiheadAttention, convert
+from onnxprune.torch.companions import follow_constants
+from onnxprune.torch.custom import custom_size_changes
 from onnxprune.torch.mapping import Locator, Mapping, TorchMappingError
 
 # Attribute names of attention modules (ours, transformers') holding head counts, head sizes and their products,
 # with the names of the child projection whose output rows are heads x head_dim.
-_HEADS = ("num_heads", "num_attention_heads", "n_head")
+_HEADS = ("num_heads", "num_attention_heads", "n_head", "heads")
 _KV_HEADS = ("num_kv_heads", "num_key_value_heads")
 _HEAD_DIM = ("head_dim", "attention_head_size")
-_Q = ("q", "q_proj", "query")
-_K = ("k", "k_proj", "key")
-_V = ("v", "v_proj", "value")
+_Q = ("q", "q_proj", "query", "to_q")  # to_*: diffusers' Attention
+_K = ("k", "k_proj", "key", "to_k")
+_V = ("v", "v_proj", "value", "to_v")
 
 
 @dataclass
 class TorchPruneResult:
     """What ``apply_plan`` did to the torch module: ``sliced`` {tensor: (old shape, new shape)}, ``mappings``
     (how each pruned initializer was found), ``attributes`` {module: {attribute: (old, new)}}, ``skipped``
-    (initializers torch does not hold: exporter-made constants)."""
+    (initializers torch does not hold: exporter-made constants), ``followed`` {torch tensor of one repeated value
+    the exporter wrote no initializer for: tensor whose cut it followed} (companions.py)."""
 
     sliced: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
     mappings: list[Mapping] = field(default_factory=list)
     attributes: dict[str, dict[str, tuple]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    followed: dict[str, str] = field(default_factory=dict)
 
     @property
     def folded_bn(self) -> dict[str, str]:
@@ -52,6 +56,8 @@ class TorchPruneResult:
             lines += [f"{module or '<root>'}.{attr}: {a} -> {b}" for attr, (a, b) in sorted(attrs.items())]
         lines += [f"BatchNorm {bn} was folded into {conv}: sliced with it" for conv, bn in self.folded_bn.items()]
         lines += [f"{name}: exporter constant, nothing to slice" for name in self.skipped]
+        lines += [f"{name}: one repeated value, not in the ONNX model: cut as {lead}"
+                  for name, lead in sorted(self.followed.items())]
         return "\n".join(lines)
 
 
@@ -101,11 +107,16 @@ def apply_removed(module: nn.Module, dg: DependencyGraph, removed: MappingType[C
                                             f"{previous.tolist()}; the plan does not map onto one torch tensor")
                 cuts[target.name][target.axis] = np.unique(part)
                 origin[key] = name
+    result.followed = follow_constants(module, cuts)
     before = {name: _snapshot(m) for name, m in module.named_modules()}
     saved = [(m, m.__class__, dict(m.__dict__), dict(m._parameters), dict(m._buffers)) for m in module.modules()]
     try:
         _slice(module, cuts, result)
         _fix_attributes(module, cuts, before, hints, result)
+        modules = dict(module.named_modules())
+        for name, changes in custom_size_changes(module, cuts, result.sliced).items():
+            for attribute, (_, new) in changes.items():
+                _set(result, name, modules[name], attribute, new)
         _check_consistent(module, cuts)
     except Exception:  # leave the module as it was: no half-pruned model
         for m, cls, state, params, buffers in saved:
@@ -248,6 +259,12 @@ def _fix_attributes(module: nn.Module, cuts: dict[str, dict[int, np.ndarray]], b
         _fix_heads(name, m, cuts, before.get(name, {}), result, rotary)
         if isinstance(m, nn.MultiheadAttention) and any(c.startswith(f"{name}.") or not name for c in cuts):
             _fix_mha(name, m, cuts, result)
+    for name, m in modules.items():
+        if isinstance(m, nn.TransformerEncoderLayer) and isinstance(m.self_attn, PrunedMultiheadAttention):
+            # torch's fused encoder-layer kernel (eval, batch_first, no grad) reads the attention sizes from
+            # embed_dim/num_heads and skips PrunedMultiheadAttention.forward; this flag is the fast path's own
+            # switch (the layer's function reads self.activation), so clearing it keeps the layer on its modules.
+            _set(result, name, m, "activation_relu_or_gelu", 0)
 
 
 def _fix_mha(name: str, m: nn.MultiheadAttention, cuts: dict, result: TorchPruneResult) -> None:
@@ -295,7 +312,7 @@ def _fix_heads(name: str, m: nn.Module, cuts: dict, old: dict, result: TorchPrun
     """Attention modules: head counts and head sizes from the rows their q/k projections lost (whole heads removed:
     fewer heads; the same positions in every head: smaller heads)."""
     heads, head_dim = _attr(m, _HEADS), _attr(m, _HEAD_DIM)
-    if head_dim is None:
+    if head_dim is None and heads is None:
         return
     for attrs, children in ((_HEADS, _Q), (_KV_HEADS, _K)):
         count = _attr(m, attrs)
@@ -311,8 +328,10 @@ def _fix_heads(name: str, m: nn.Module, cuts: dict, old: dict, result: TorchPrun
             continue
         if rows is None or not len(rows):
             continue
-        size = old[head_dim]
         total = old["split_size"] if child == "c_attn" else result.sliced[f"{prefix}{child}.weight"][0][0]
+        if head_dim is None and count is None:
+            continue
+        size = old[head_dim] if head_dim is not None else total // old[count]  # a module that views c // heads
         per_head = np.bincount(rows // size, minlength=total // size)
         if np.all((per_head == 0) | (per_head == size)):
             if count is not None:  # else the module reshapes with -1 heads (transformers' LLaMA)
@@ -341,6 +360,11 @@ def _fix_heads(name: str, m: nn.Module, cuts: dict, old: dict, result: TorchPrun
                                         f"but the module has rotary embeddings ({rotary} holds inv_freq), whose "
                                         "tables torch computes from head_dim at run time; prune whole heads "
                                         "(factor_policy='leading', heads_ratio)")
+            if head_dim is None:
+                raise TorchMappingError(f"{name}: the plan removes {int(per_head[0])} positions within every head, "
+                                        f"but {type(m).__name__} keeps no head size attribute (it derives it from "
+                                        "a width at run time); prune whole heads (factor_policy='leading', "
+                                        "heads_ratio)")
             _set(result, name, m, head_dim, size - int(per_head[0]))
         else:
             raise TorchMappingError(f"{name}.{child}: the plan removes {per_head.tolist()} rows per head; torch "

@@ -7,8 +7,11 @@ Default run: a representative few (folded BatchNorm, depthwise, LSTM, attention 
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
 import pytest
 import torch
 from torch import nn
@@ -19,11 +22,12 @@ from onnxprune.apply import apply_plan as prune_onnx
 from onnxprune.runtime.sessions import make_session
 from onnxprune.search import plan_pruning
 from onnxprune.selection import SelectionOptions
-from onnxprune.torch import TorchMappingError, apply_plan, torchscript_scope
+from onnxprune.torch import Locator, TorchMappingError, apply_plan, torchscript_scope
 
 FEW = ["resnet_basic", "mobilenet_v2", "lstm_text_bi", "vit"]
-# Models whose torch code cannot express every plan the ONNX side allows (see ``plan_for``).
-TRANSFORMERS = set(models.names("transformer"))
+# Models whose torch code cannot express every plan the ONNX side allows (see ``plan_for``): transformers, and the
+# diffusion UNet's attention block (scaled_dot_product_attention takes its scale from the head size at run time).
+TRANSFORMERS = set(models.names("transformer")) | {"unet2d"}
 
 
 def plan_for(path: str, transformer: bool):
@@ -34,6 +38,16 @@ def plan_for(path: str, transformer: bool):
     dg = analyse_model(path, options=AnalysisOptions(factor_policy="leading") if transformer else None)
     plan = plan_pruning(dg, "l2", SelectionOptions(ratio=0.5, heads_ratio=0.5 if transformer else None))
     return dg, plan.bind(dg)
+
+
+def runnable(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` without value_info: the loader's symbolic shapes can give one name to two dims that differ at run
+    time (TorchScript's index_add in the graph nets: an Expand over edges and a Slice), and onnxruntime plans its
+    buffers from value_info (the ONNX side's known issue; tests/seed_systems works around it the same way)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    del copy.graph.value_info[:]
+    return copy
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,13 +74,39 @@ def reexport(spec: models.ModelSpec, module: nn.Module, exporter: str, args) -> 
     return session.run(None, {n: a.numpy() for n, a in zip(spec.input_names, args)})[0]
 
 
-def round_trip(exported_model, name: str, exporter: str, keep_bn: bool, check_export: bool = True) -> None:
+def leave_whole(dg, plan, module: nn.Module, modules: tuple[str, ...]) -> dict[int, list[int]]:
+    """``plan.groups`` without the groups torch cannot hold: those that slice a tensor of a torch module under one of
+    ``modules``, or a constant that no torch tensor holds (one the module computes in forward)."""
+    locator = Locator(module, dg)
+    kept = {}
+    for gid, units in plan.groups.items():
+        names: list[str] = []
+        try:
+            for axis, idx in dg.resolve({gid: units}).items():
+                if isinstance(dg.tensors.get(axis.tensor), gs.Constant) and len(idx):
+                    mapping = locator.locate(axis.tensor, [axis.axis])
+                    names += [t.name for targets in mapping.axes.values() for _, _, t in targets]
+        except TorchMappingError:
+            continue
+        if not any(n.startswith(f"{m}.") for n in names for m in modules):
+            kept[gid] = units
+    return kept
+
+
+def round_trip(exported_model, name: str, exporter: str, keep_bn: bool, check_export: bool = True) -> dict:
+    """The round trip of one case; returns the measured relative errors (torch vs ONNX after pruning, re-export vs
+    torch) and how many of the plan's groups were left whole (``RESTRICTED``)."""
     spec = models.ZOO[name]
     path = exported_model(name, exporter, keep_bn)
     dg, plan = plan_for(path, name in TRANSFORMERS)
+    left = 0
+    if name in RESTRICTED:
+        groups = leave_whole(dg, plan, spec.build(), RESTRICTED[name][0])
+        left, plan.groups = len(plan.groups) - len(groups), groups
+        assert left, f"{name}: nothing left whole; is the restriction still needed?"
     assert any(len(u) for u in plan.groups.values()), f"{name}: the plan prunes nothing"
     pruned = prune_onnx(dg, plan.groups)
-    session = make_session(pruned.exported)
+    session = make_session(runnable(pruned.exported.proto))
     module = spec.build()
     args = spec.example_inputs()
     before = torch_outputs(module, args)
@@ -75,13 +115,17 @@ def round_trip(exported_model, name: str, exporter: str, keep_bn: bool, check_ex
     expected = session.run(None, {n: a.numpy() for n, a in zip(spec.input_names, args)})[0]
     got = torch_outputs(module, args)
     assert got.shape == expected.shape
-    assert relative_error(got, expected) < 1e-4, f"{name} ({exporter}, keep_bn={keep_bn}):\n{result.summary()}"
+    error = relative_error(got, expected)
+    assert error < 1e-4, f"{name} ({exporter}, keep_bn={keep_bn}): {error}\n{result.summary()}"
     assert relative_error(before, expected) > 1e-4, "pruning changed nothing: the comparison cannot fail"
+    figures = {"error": error, "left_whole": left, "groups": len(plan.groups)}
     if check_export:
-        with torch.no_grad(), __import__("warnings").catch_warnings():
-            __import__("warnings").simplefilter("ignore")
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             again = reexport(spec, module, exporter, args)
-        assert relative_error(again, got) < 1e-4
+        figures["reexport_error"] = relative_error(again, got)
+        assert figures["reexport_error"] < 1e-4
+    return figures
 
 
 @pytest.mark.parametrize("exporter", models.EXPORTERS)
@@ -90,17 +134,62 @@ def test_round_trip_few(exported_model, name, exporter):
     round_trip(exported_model, name, exporter, keep_bn=False, check_export=exporter == "torchscript")
 
 
-# The kinds that round-trip; models added later (real exports, graph nets, detectors, diffusion) are not covered yet
-# (see onnxprune/torch/__init__.py for what cannot round-trip and why).
-ROUND_TRIP_KINDS = ("cnn", "rnn", "transformer")
+def test_round_trip_merged_initializers(exported_model):
+    """The dynamo exporter's optimizer merges the equal parameters of an ``nn.TransformerEncoder``'s deep-copied
+    layers into one initializer and drops the zero ``out_proj.bias``; the batch-first layer would take torch's fused
+    kernel: every copy is sliced, the bias follows its weight, the layer keeps to its modules."""
+    figures = round_trip(exported_model, "torch_encoder_bf", "dynamo", keep_bn=False, check_export=False)
+    assert figures["error"] < 1e-4
+
+
+# Cases that cannot round-trip, and why. The sweep asserts that each still fails the way it says (``match`` on the
+# error), so a case that starts to work makes the test fail: move it out of this list then.
+_INDEX_ADD = ("TorchScript writes index_add as ScatterElements without reduction (the last message to a node wins "
+              "instead of the sum), so the exported model is not the torch model before any pruning (measured: "
+              "relative error 0.92 GCN, 0.29 GAT); models/graph_nets.py would need scatter_add, which it exports "
+              "with reduction='add'")
+_SHUFFLE = ("the plan keeps unequal halves where a stride-1 unit splits its input (groups of 29 = a quarter of 116, "
+            "coupled by the channel shuffle, lose 15 of 29); torch's x.chunk(2) and channel_shuffle's "
+            "view(b, 2, C // 2) always split evenly, so no module attribute can hold the plan")
+CANNOT = {
+    **{(n, "torchscript"): (_INDEX_ADD, "export differs") for n in ("gcn", "gat")},
+    **{("shufflenet_v2_x1_0", e): (_SHUFFLE, "channels") for e in models.EXPORTERS},
+}
+# Models that round-trip once the groups torch cannot hold are left whole (everything else is pruned):
+# {name: (torch modules whose groups stay whole, why)}; groups that slice a constant no torch tensor holds are
+# left whole too.
+RESTRICTED = {
+    "yolo11": (("p5.3",), "C2PSA: its Attention reads c from its input's shape for view(b, c, h, w) of v (heads x "
+                          "head_dim channels), and C2PSA splits cv1's output with split((self.c, self.c)); the plan "
+                          "prunes the input half (32 -> 16) but not v, and the halves by different counts"),
+    "unet2d": ((), "the sinusoidal timestep embedding: the plan prunes frequencies of the constant "
+                   "exp(-log(10000) * arange(8) / 8), which UNet2D computes in forward from temb_dim"),
+}
+
+
+def original_export_differs(exported_model, name: str, exporter: str) -> float:
+    """Relative error of the unpruned export against the torch model on the example inputs."""
+    spec = models.ZOO[name]
+    args = spec.example_inputs()
+    session = make_session(exported_model(name, exporter, False))
+    got = session.run(None, {n: a.numpy() for n, a in zip(spec.input_names, args)})[0]
+    return relative_error(got, torch_outputs(spec.build(), args))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("keep_bn", [True, False])
 @pytest.mark.parametrize("exporter", models.EXPORTERS)
-@pytest.mark.parametrize("name", [n for n, spec in models.ZOO.items() if spec.kind in ROUND_TRIP_KINDS])
+@pytest.mark.parametrize("name", list(models.ZOO))
 def test_round_trip_zoo(exported_model, name, exporter, keep_bn):
-    round_trip(exported_model, name, exporter, keep_bn)
+    if (name, exporter) not in CANNOT:
+        round_trip(exported_model, name, exporter, keep_bn)
+        return
+    reason, match = CANNOT[(name, exporter)]
+    if match == "export differs":
+        assert original_export_differs(exported_model, name, exporter) > 1e-2, reason
+        return
+    with pytest.raises(Exception, match=match):
+        round_trip(exported_model, name, exporter, keep_bn)
 
 
 def test_folded_batchnorm_is_sliced_with_its_conv(exported_model):
