@@ -1,6 +1,12 @@
 """onnxruntime contrib ops (com.microsoft, and SimplifiedLayerNormalization in the default domain): fused attention
 prunes whole heads (GroupQueryAttention whole KV groups) and rewrites num_heads / kv_num_heads; the fused norms
-are not mask-exact over the hidden width; MatMulNBits prunes output rows and whole input blocks."""
+are not mask-exact over the hidden width; MatMulNBits prunes output rows and whole input blocks.
+
+Registered and covered here: com.microsoft::Attention, com.microsoft::MultiHeadAttention,
+com.microsoft::GroupQueryAttention, com.microsoft::RotaryEmbedding (and ONNX's RotaryEmbedding, same handler),
+com.microsoft::SkipLayerNormalization, com.microsoft::SkipSimplifiedLayerNormalization,
+SimplifiedLayerNormalization, com.microsoft::FastGelu, com.microsoft::BiasGelu, com.microsoft::QuickGelu,
+com.microsoft::MatMulNBits."""
 
 from __future__ import annotations
 
