@@ -1,8 +1,10 @@
 """Graph networks in plain torch, written the way torch_geometric's layers compute (no torch_geometric needed).
 
 Message passing is a gather over edges (``x[src]`` via ``index_select``) and a scatter into nodes
-(``index_add_`` / ``scatter_add_`` / ``scatter_reduce``); the exporters write it as Gather + ScatterElements /
-ScatterND, with the scatter index expanded from [E] or [E, 1] to [E, C] (an Expand whose shape states C).
+(``scatter_add`` with the index expanded from [E] to [E, C], as PyG's ``scatter`` does); the exporters write it as
+Gather + ScatterElements(reduction='add'), the index an Expand whose shape states C. Not ``index_add``: TorchScript
+exports it as a ScatterElements without reduction plus an Add, which keeps only one message per node when a node
+receives several (every graph), so the exported model would not be the torch model.
 
 - ``GCN``: two GCNConv layers, sym-normalised aggregation (degree from a scatter_add of ones), ReLU, Linear head.
 - ``GAT``: GATConv(heads=4, concat) -> ELU -> GATConv(heads=2, mean) -> Linear: per-head projections, attention
@@ -38,7 +40,7 @@ class GCNConv(nn.Module):
         norm = deg.pow(-0.5)
         w = (norm[src] * norm[dst]).unsqueeze(-1)
         msg = h.index_select(0, src) * w
-        out = torch.zeros_like(h).index_add(0, dst, msg)
+        out = torch.zeros_like(h).scatter_add(0, dst.unsqueeze(-1).expand_as(msg), msg)
         return out + self.bias
 
 
@@ -85,19 +87,20 @@ class GATConv(nn.Module):
         denom = torch.zeros(n, self.heads).scatter_add(0, idx, p)
         alpha = p / (denom.index_select(0, dst) + 1e-16)
         msg = h.index_select(0, src) * alpha.unsqueeze(-1)  # [E, H, C]
-        out = torch.zeros_like(h).index_add(0, dst, msg)
+        out = torch.zeros_like(h).scatter_add(0, dst.view(-1, 1, 1).expand_as(msg), msg)
         out = out.reshape(-1, self.heads * self.cout) if self.concat else out.mean(1)
         return out + self.bias
 
 
 class GAT(nn.Module):
-    """GATConv(12, 8, heads=4, concat) -> ELU -> GATConv(32, 8, heads=2, mean) -> ELU -> Linear(8, 5)."""
+    """GATConv(12, 8, heads=4, concat) -> ELU -> GATConv(32, 8, heads=2, mean) -> ELU -> Linear(8, 5) (8 is
+    ``hidden``, 4 ``heads``)."""
 
-    def __init__(self):
+    def __init__(self, hidden: int = 8, heads: int = 4):
         super().__init__()
-        self.conv1 = GATConv(IN_FEATURES, 8, heads=4, concat=True)
-        self.conv2 = GATConv(32, 8, heads=2, concat=False)
-        self.head = nn.Linear(8, NUM_CLASSES)
+        self.conv1 = GATConv(IN_FEATURES, hidden, heads=heads, concat=True)
+        self.conv2 = GATConv(heads * hidden, hidden, heads=2, concat=False)
+        self.head = nn.Linear(hidden, NUM_CLASSES)
 
     def forward(self, x, edge_index):
         loops = torch.arange(x.shape[0])
