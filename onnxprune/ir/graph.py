@@ -98,7 +98,7 @@ def copy_graph(graph: gs.Graph) -> gs.Graph:
     reads; loading made body-local names unique, so one name is one constant)."""
     copy = graph.copy()
     constants = {name: t for name, t in copy.tensors().items() if isinstance(t, gs.Constant)}
-    for node in all_nodes(copy):
+    for node in (n for body in all_graphs(copy)[1:] for n in body.nodes):
         for k, tensor in enumerate(node.inputs):
             if isinstance(tensor, gs.Constant):
                 shared = constants.setdefault(tensor.name, tensor)
