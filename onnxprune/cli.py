@@ -135,7 +135,7 @@ def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shape
     listed = dg.groups if show_all else dg.channel_groups()
     if as_json:
         click.echo(json.dumps({"schema_version": GROUPS_SCHEMA_VERSION, "model": model, "summary": dg.summary(),
-                               "groups": [g.to_dict() for g in listed]},
+                               "groups": [g.to_dict() for g in listed], "ties": [d.to_dict() for d in dg.ties]},
                               indent=2))
         return
     for group in listed:
@@ -149,6 +149,10 @@ def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shape
         labels = f"  [{', '.join(sorted(group.labels))}]" if group.labels else ""
         click.echo(f"{group.id:>4}  {group.size:>6} {unit:<5} {len(group.members):>3} members  {group.root}  "
                    f"{state}{exact}{labels}")
+    untied = sum(d.untied for d in dg.ties)
+    if dg.ties:
+        click.echo(f"shared constants: {untied} untied (identical values only), {len(dg.ties) - untied} ties kept"
+                   + ("" if details else " (--details says which and why)"))
     s = dg.summary()
     click.echo(f"{s['groups']} channel groups: {s['prunable']} prunable, {s['blocked']} blocked "
                f"(analysis {s['seconds']:.3f} s)")

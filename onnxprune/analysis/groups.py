@@ -19,6 +19,7 @@ from onnxprune.axes import ChannelAxis
 from onnxprune.errors import PruneError
 from onnxprune.handlers.record import AnalysisRecord
 from onnxprune.ir.loading import LoadedModel
+from onnxprune.ir.untie import TieDecision
 
 
 class Group:
@@ -81,11 +82,18 @@ class Group:
             ops = ([f"{made_by.op}:{made_by.name}"] if made_by is not None else []) + users
             lines.append(f"  {axis.tensor!s:<48} axis {axis.axis} {kind:<5} {_describe(table):<24} "
                          f"{', '.join(ops[:3])}{' ...' if len(ops) > 3 else ''}")
+        for decision in self.ties():
+            lines.append(f"  {decision.describe()}")
         for reason in self.blocked_reasons[:5]:
             lines.append(f"  blocked: {reason}")
         for reason in self.inexact_reasons[:3]:
             lines.append(f"  not exact: {reason}")
         return "\n".join(lines)
+
+    def ties(self) -> list[TieDecision]:
+        """Decisions about constants of this group that several nodes read (untied copies, or ties kept)."""
+        names = {ax.tensor for ax in self.members}
+        return [d for d in self.depgraph.ties if d.tensors() & names]
 
     def unit_name(self) -> str:
         """What one unit of the group is, for printouts: 'heads', 'head_dim positions' or 'channels'."""
@@ -98,7 +106,7 @@ class Group:
         return {"id": self.id, "root": {"tensor": self.root.tensor, "axis": self.root.axis}, "size": self.size,
                 "labels": sorted(self.labels),
                 "prunable": self.prunable, "exact": self.exact, "blocked": self.blocked_reasons,
-                "not_exact": self.inexact_reasons,
+                "not_exact": self.inexact_reasons, "ties": [d.to_dict() for d in self.ties()],
                 "members": [{"tensor": ax.tensor, "axis": ax.axis, "indices_per_channel": int(t.shape[1]),
                              "map": _describe(t)} for ax, t in self.members.items()]}
 
@@ -171,6 +179,7 @@ class DependencyGraph:
         self.seconds = 0.0
         self.groups: list[Group] = self._build_groups()
         self.loaded: LoadedModel | None = None  # set by analyse_model: what is needed to write the model back
+        self.ties: list[TieDecision] = []  # set by analyse_model: shared constants untied or kept (ir.untie)
 
     # -- building ----------------------------------------------------------------------------------------------
     def _build_groups(self) -> list[Group]:

@@ -22,6 +22,7 @@ from onnxprune.ir.graph import all_nodes, all_tensors, copy_graph
 from onnxprune.ir.loading import LoadedModel
 from onnxprune.ir.reading import release_pages
 from onnxprune.ir.saving import save_model
+from onnxprune.ir.untie import reshare_constants
 
 
 @dataclass
@@ -131,5 +132,6 @@ def _pruned_graph(dg: DependencyGraph, removed: dict[ChannelAxis, np.ndarray]) -
             for axis, idx in cuts:
                 shape[axis] = shape[axis] - len(idx)
             tensor.shape = shape
+    reshare_constants(graph, getattr(dg, "ties", []))  # untied copies still equal share one constant again
     graph.cleanup(remove_unused_graph_inputs=False)
     return graph
