@@ -82,8 +82,7 @@ def test_gat_heads_prune_under_the_leading_factor_policy(exported, exporter):
     """With ``factor_policy='leading'`` the head factor of [N, 32] -> [N, 4, 8] carries pruning: whole heads go,
     with their a_src/a_dst rows and bias slices. Concatenated heads (conv1) prune oracle-exact; averaged heads
     (conv2's mean over heads) are inexact, since the mean divides by the head count. Under TorchScript the heads pass
-    through scatter_add's Slice(src, 0, Shape(index)) and index_add's Expand(Shape(Slice(zeros, [0:1]))), whose
-    sizes stand-in evaluation completes."""
+    through scatter_add's Slice(src, 0, Shape(index)), whose size stand-in evaluation completes."""
     dg = op.analyse_model(exported("gat", exporter), options=op.AnalysisOptions(factor_policy="leading"))
     heads = sorted((g.size, g.exact) for g in dg.prunable_groups())
     assert heads == [(2, False), (4, True)], [g.blocked_reasons for g in dg.channel_groups()]
