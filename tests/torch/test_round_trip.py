@@ -1,8 +1,11 @@
 """Back to PyTorch (issue 13 item 5): torch -> ONNX -> prune -> ``onnxprune.torch.apply_plan`` on the torch module
 -> the pruned torch module computes what the pruned ONNX model computes (1e-4 relative), and exports again.
 
-Default run: a representative few (folded BatchNorm, depthwise, LSTM, attention heads) with both exporters;
-``-m slow``: every zoo model, both exporters, BatchNormalization kept and folded."""
+Default run: a representative few (folded BatchNorm, depthwise, LSTM, attention heads) with both exporters, and an
+``nn.TransformerEncoder`` through the dynamo exporter (merged initializers, a dropped bias); ``-m slow``: every zoo
+model, both exporters, BatchNormalization kept and folded. Cases that cannot round-trip are named in ``CANNOT`` with
+the reason (the sweep checks they still fail that way); ``RESTRICTED`` names models that round-trip with a few
+groups left whole, and why."""
 
 from __future__ import annotations
 
