@@ -31,6 +31,9 @@ _WEIGHTS = {"Conv": (1,), "ConvTranspose": (1,), "MatMul": (0, 1), "Gemm": (0, 1
             "LSTM": (1, 2), "GRU": (1, 2), "RNN": (1, 2)}
 _BIASES = {"Conv": (2,), "ConvTranspose": (2,), "Gemm": (2,), "LSTM": (3,), "GRU": (3,), "RNN": (3,)}
 _BIASED = {"MatMul", "Gemm", "Conv", "ConvTranspose"}
+# arithmetic where an all-equal constant is a value, not a tie (a decomposed RMSNorm's weight of ones); anything else
+# read with others (quantization scales a QuantizeLinear and the QLinearConv after it must agree on) stays tied
+_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Where", "Clip"}
 
 
 @dataclass
@@ -75,6 +78,8 @@ def _role(node: gs.Node, index: int, tensor: gs.Constant) -> tuple[str, str]:
         producer = other.inputs[0] if other is not None and other.inputs else None
         if producer is not None and producer.op in _BIASED:
             return "parameter", f"bias added to {producer.op}"
+    if node.op in _ELEMENTWISE:
+        return "elementwise", f"{node.op} input {index}"
     return "other", f"{node.op} input {index}"
 
 
@@ -112,7 +117,7 @@ def untie_constants(graph: gs.Graph) -> list[TieDecision]:
             continue
         if kinds == {"parameter"}:
             reason = f"identical values, {described}: per-layer parameters no framework ties"
-        elif _all_equal(tensor):
+        elif kinds <= {"parameter", "elementwise"} and _all_equal(tensor):
             reason = f"identical values, every element {np.asarray(tensor.values).reshape(-1)[0]!r}: {described}"
         else:
             decisions.append(TieDecision(tensor.name, readers, [t for _, t in roles], False,
