@@ -104,11 +104,13 @@ def _export_external(graph: gs.Graph, constants: list[gs.Constant]) -> ExportedM
                 proto = _write_tensor(data, constant.name, array)
                 release_pages(array)
                 del array
-                originals.append((constant, values))
-                constant._values = gs.ir.tensor.LazyValues(proto)
+                originals.append((constant, values, proto))
+        # Swapped only once all are written: a deferred fold computed later in the loop reads its inputs' values.
+        for constant, _, proto in originals:
+            constant._values = gs.ir.tensor.LazyValues(proto)
         model = gs.export_onnx(graph, do_type_check=False)
     finally:
-        for constant, values in originals:
+        for constant, values, _ in originals:
             constant._values = values
     return ExportedModel(model, directory)
 

@@ -139,3 +139,23 @@ def test_damaged_memory_mapped_external_data_is_a_clear_error(external_model, da
         onnx.save_model(model, str(external_model))
     with pytest.raises(op.ModelLoadError, match=match):
         op.analyse_model(external_model)
+
+
+def test_a_deferred_fold_reading_a_constant_written_before_it_exports_with_external_data(tmp_path, monkeypatch):
+    import onnx_graphsurgeon as gs
+
+    from onnxprune.ir.weight_folding import DeferredValues
+
+    monkeypatch.chdir(tmp_path)  # a relative external location would be looked up here, and missing
+    bias = gs.Constant("bias", np.arange(4096, dtype=np.float32))
+    doubled = gs.Constant("doubled", DeferredValues("doubled", [4096], np.float32, lambda: bias.values * 2))
+    x = gs.Variable("x", dtype=np.float32, shape=[4096])
+    mid, y = gs.Variable("mid", dtype=np.float32), gs.Variable("y", dtype=np.float32)
+    graph = gs.Graph(nodes=[gs.Node("Add", inputs=[x, bias], outputs=[mid]),
+                            gs.Node("Add", inputs=[mid, doubled], outputs=[y])],
+                     inputs=[x], outputs=[y], opset=17)
+    exported = export.export_graph(graph, external_threshold=0)
+    assert exported.data_dir is not None
+    exported.proto.ir_version = 9  # what onnxruntime reads; export_graph keeps the loaded model's otherwise
+    feed = {"x": np.ones(4096, np.float32)}
+    np.testing.assert_array_equal(run(exported, feed)[0], 1 + 3 * np.arange(4096, dtype=np.float32))
