@@ -62,6 +62,7 @@ class PruneOptions:
     min_agreement: float | None = None  # accuracy target: top-1 agreement on held-out calibration data
     reconstruct: bool | None = None  # refit after pruning; None: on when calibration data is given
     calib_holdout: float = 0.2  # fraction of the calibration samples only ever used to measure
+    calib_mode: str = "auto"  # 'samples', 'feeds' (one whole feed per sample: graphs) or 'auto' (data.batching)
     allocate: str = "uniform"  # 'uniform' ratios, or per-group ratios from measured 'sensitivity'
     optimize: str = "macs"  # what allocation saves first: 'macs' or measured 'latency'
     html: str | None = None  # write the report as one self-contained HTML page
@@ -175,7 +176,8 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
     original = functools.cache(lambda: export_graph(dg.graph, dg.loaded))  # exported only when a stage needs it
     calibration = None
     if options.calib is not None:
-        calibration = prepare_calibration(original(), options.calib, holdout=options.calib_holdout, seed=options.seed)
+        calibration = prepare_calibration(original(), options.calib, holdout=options.calib_holdout, seed=options.seed,
+                                          mode=options.calib_mode)
         progress(f"calibration: {calibration.fit_samples} samples to fit, {calibration.holdout_samples} held out")
     selection = SelectionOptions(ratio=DEFAULT_RATIO if options.ratio is None else options.ratio,
                                  global_ranking=options.global_ranking,
@@ -196,6 +198,8 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
     plan = plan.bind(dg, settings)
     seconds["plan"] = _lap(mark)
     warnings = ineffective_options(dg, options)
+    if not plan.groups:
+        warnings.append(f"nothing was pruned: {_why_nothing(dg, options)}; the model is written unchanged")
     progress(f"pruning {len(plan.groups)} groups")
     mark = time.perf_counter()
     result = apply_plan(dg, plan.groups)
@@ -206,7 +210,8 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
         mark = time.perf_counter()
         progress(f"validating on {provider}: " + ("against the mask oracle" if plan.exact else
                                                   "output drift from the original (not mask-exact)"))
-        every_sample = calibration.fit + calibration.holdout if calibration is not None else None
+        every_sample = (dataclasses.replace(calibration, fit=calibration.fit + calibration.holdout, holdout=[])
+                        if calibration is not None else None)  # a Calibration: whole feeds stay whole
         validation = validate_plan(plan, result.exported, every_sample, provider=options.provider,
                                    max_drift=_max_drift(options)).to_dict()
         validation["skipped"] = False
@@ -267,6 +272,15 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
     return pruned.report
 
 
+
+
+def _why_nothing(dg, options: PruneOptions) -> str:
+    prunable = dg.prunable_groups()
+    if not prunable:
+        return "no group is prunable (`onnxprune groups --details MODEL` says why for each)"
+    if options.ignore and len(ignored_groups(dg, options.ignore, prunable)) == len(prunable):
+        return "--ignore leaves no prunable group"
+    return "the ratio removes no whole unit from any prunable group (raise --ratio, or lower --round-to)"
 
 
 def ineffective_options(dg, options: PruneOptions) -> list[str]:

@@ -24,7 +24,16 @@ def test_options_that_change_nothing_are_warned_about(tmp_path):
     assert "warning: --ignore 'nomatch*' matches no node" in result.stderr
     assert "warning: --heads-ratio changes nothing" in result.stderr
     quiet = CliRunner().invoke(main, ["prune", str(source), str(tmp_path / "out2.onnx"), "--ignore", "conv1"])
-    assert quiet.exit_code == 0 and "warning" not in quiet.stderr, quiet.stderr
+    assert quiet.exit_code == 0 and "matches no node" not in quiet.stderr, quiet.stderr
+
+
+def test_nothing_pruned_is_said_plainly_with_the_reason(tmp_path):
+    source = bad_inputs._model_file(tmp_path)
+    result = CliRunner().invoke(main, ["prune", str(source), str(tmp_path / "out.onnx"), "--ignore", "*"])
+    assert result.exit_code == 0, result.output
+    assert "warning: nothing was pruned: --ignore leaves no prunable group" in result.stderr
+    pruned = CliRunner().invoke(main, ["prune", str(source), str(tmp_path / "out2.onnx")])
+    assert pruned.exit_code == 0 and "nothing was pruned" not in pruned.stderr, pruned.stderr
 
 
 def test_a_pytorch_checkpoint_given_as_the_model_gets_a_hint(tmp_path):

@@ -69,6 +69,7 @@ def test_nothing_pruned_says_so_and_writes_no_larger_model(real_export, tmp_path
     assert pruned.report["groups"]["pruned"] == 0 and pruned.report["channels_removed"] == 0
     assert pruned.validation["skipped"]
     assert "groups  0 pruned" in format_report(pruned.report)
+    assert any(w.startswith("nothing was pruned: the ratio removes no whole unit") for w in pruned.report["warnings"])
     written = tmp_path / "stateful_lstm.torchscript.pruned.onnx"
     assert os.path.getsize(written) <= os.path.getsize(source)
     umask = os.umask(0)
