@@ -35,9 +35,9 @@ def has_contrib_ops(model: onnx.ModelProto) -> bool:
 
 
 def with_contrib_shapes(view: onnx.ModelProto) -> onnx.ModelProto:
-    """``view`` with value_info for the outputs of its contrib ops (and what follows them) from onnxruntime's
-    symbolic shape inference; ``view`` itself when it has no contrib op or onnxruntime's tool is unavailable or
-    fails (then ONNX's inference reports what it cannot infer)."""
+    """``view`` with value_info added for the outputs of its contrib ops (and what follows them) from onnxruntime's
+    symbolic shape inference, where ``view`` states none; ``view`` itself when it has no contrib op or onnxruntime's
+    tool is unavailable or fails (then ONNX's inference reports what it cannot infer)."""
     if not has_contrib_ops(view):
         return view
     try:
@@ -50,6 +50,12 @@ def with_contrib_shapes(view: onnx.ModelProto) -> onnx.ModelProto:
         while inference.run_:
             inference._infer_impl()
         inference._update_output_from_vi()
-        return inference.out_mp_
+        inferred = inference.out_mp_
     except Exception:
         return view
+    known = {v.name for v in view.graph.value_info} | {v.name for v in view.graph.output}
+    merged = onnx.ModelProto()
+    merged.CopyFrom(view)  # the model's own value_info (an exporter's shapes) wins over what was inferred here
+    merged.graph.value_info.extend(v for v in inferred.graph.value_info if v.name not in known
+                                   and v.type.tensor_type.HasField("shape"))
+    return merged
