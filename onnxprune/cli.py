@@ -236,7 +236,8 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
 @click.option("--allow-cache-io/--protect-cache-io", "allow_cache_io", default=None,
               help="Prune the head axis of KV-cache inputs/outputs (past_key_values.*, present.*) with the attention "
               "they feed, and write genai_config.json and the tokenizer files beside OUTPUT (default: on when a "
-              "genai_config.json sits beside INPUT). The output comparison is then skipped: the cache shapes change.")
+              "genai_config.json sits beside INPUT). Validation then compares the decoders' logits on random "
+              "prompts run with empty caches (mask oracle, or drift when not mask-exact).")
 @factor_option
 @initializer_inputs_option
 @clean_errors
@@ -254,7 +255,7 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
     options = PruneOptions(ratio=ratio, criterion=criterion, global_ranking=global_ranking, round_to=round_to,
                            max_ratio=max_ratio, ignore=ignore, calib=calib,
                            input_shapes=parse_input_shapes(input_shapes), target_macs=target_macs,
-                           target_params=target_params, seed=seed, validate=not no_validate and not cache_axes,
+                           target_params=target_params, seed=seed, validate=not no_validate,
                            provider=provider, allowed_io_axes=cache_axes,
                            factor_policy=factor_policy, heads_ratio=heads_ratio, no_hidden=no_hidden,
                            initializer_inputs=prune_initializer_inputs, max_drift=max_drift,

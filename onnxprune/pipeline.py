@@ -21,6 +21,7 @@ from onnxprune.analysis.stats import count_params, macs_report
 from onnxprune.apply import PruneResult, apply_plan
 from onnxprune.data import prepare_calibration
 from onnxprune.errors import OnnxPruneError
+from onnxprune.genai import validate_decoder
 from onnxprune.ir.export import export_graph
 from onnxprune.ir.saving import save_model
 from onnxprune.reconstruct import ReconstructOptions, reconstruct
@@ -212,8 +213,13 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
                                                   "output drift from the original (not mask-exact)"))
         every_sample = (dataclasses.replace(calibration, fit=calibration.fit + calibration.holdout, holdout=[])
                         if calibration is not None else None)  # a Calibration: whole feeds stay whole
-        validation = validate_plan(plan, result.exported, every_sample, provider=options.provider,
-                                   max_drift=_max_drift(options)).to_dict()
+        if _prunes_io(result, options):  # KV-cache heads: the cache shapes change, the decoder comparer feeds both
+            validation = validate_decoder(plan, result.exported, provider=options.provider,
+                                          max_drift=_max_drift(options), original=original(),
+                                          seed=options.seed).to_dict()
+        else:
+            validation = validate_plan(plan, result.exported, every_sample, provider=options.provider,
+                                       max_drift=_max_drift(options)).to_dict()
         validation["skipped"] = False
         seconds["validate"] = _lap(mark)
     reconstruction, fidelity = None, None
@@ -298,6 +304,12 @@ def ineffective_options(dg, options: PruneOptions) -> list[str]:
 def feeds_of(batches):
     """Calibration batches as the comparer takes them: a list of feed dicts (None: made-up inputs)."""
     return list(batches) if batches else None
+
+
+def _prunes_io(result: PruneResult, options: PruneOptions) -> bool:
+    """Whether the plan changed the shape of an allowed graph input/output axis (the KV cache of a decoder)."""
+    allowed = set(options.allowed_io_axes)
+    return any(axis in allowed and len(indices) for axis, indices in result.removed.items())
 
 
 def _max_drift(options: PruneOptions) -> float:

@@ -1,14 +1,20 @@
 """Compare a pruned decoder with its mask oracle when the KV-cache shapes differ between them: both run one
 prompt with an empty cache (past length 0), each fed caches of its own head count, and their logits are compared
-(the oracle's present caches keep zeroed heads the pruned model does not have, so caches are not compared)."""
+(the oracle's present caches keep zeroed heads the pruned model does not have, so caches are not compared).
+``validate_decoder`` is ``prune``'s validation when cache axes are pruned: the mask oracle for mask-exact plans,
+drift from the original otherwise, on the logits."""
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
 
-from onnxprune.runtime.sessions import ModelSource, make_session
+from onnxprune.ir.export import ExportedModel, export_graph
+from onnxprune.runtime.sessions import ModelSource, available_provider, make_session
+from onnxprune.selection import Plan
 from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT, DEFAULT_RTOL, Comparison, output_figures
+from onnxprune.validation.oracle import masked_model
+from onnxprune.validation.validate import oracle_note
 
 
 def decoder_feeds(session, head_size: int, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -51,14 +57,32 @@ def head_size_of(model: onnx.ModelProto) -> int:
     raise ValueError("no GroupQueryAttention/MultiHeadAttention node with a constant projection before it")
 
 
+def vocab_of(model: onnx.ModelProto) -> int:
+    """The vocabulary size of a decoder: the rows of the embedding table that ``input_ids`` indexes (a Gather or
+    GatherBlockQuantized), else the static last dim of its first output (the logits)."""
+    shapes = {i.name: list(i.dims) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("Gather", "GatherBlockQuantized") and node.input[1] == "input_ids" \
+                and node.input[0] in shapes:
+            return int(shapes[node.input[0]][0])
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    if dims and dims[-1].HasField("dim_value"):
+        return int(dims[-1].dim_value)
+    raise ValueError("cannot tell the decoder's vocabulary size: no embedding Gather of input_ids and no static "
+                     "last dim on its first output")
+
+
 def compare_decoder(reference: ModelSource, candidate: ModelSource, head_size: int, vocab: int, *,
-                    batch: int = 2, length: int = 7, seed: int = 0, oracle: bool = True) -> Comparison:
+                    batch: int = 2, length: int = 7, seed: int = 0, oracle: bool = True,
+                    max_drift: float = DEFAULT_MAX_DRIFT, provider: str = "cpu") -> Comparison:
     """Run both decoders on the same random prompt with empty caches and compare their logits (the first output)
-    with ``compare_arrays``'s oracle tolerance (``oracle``) or drift criterion."""
+    with ``compare_arrays``'s oracle tolerance (``oracle``) or drift criterion (1 - cosine of the logits, at most
+    ``max_drift``)."""
     ids = np.random.default_rng(seed).integers(0, vocab, size=(batch, length))
+    resolved = available_provider(provider)
     logits = []
     for model in (reference, candidate):
-        session = make_session(model, "cpu", fuse=False)
+        session = make_session(model, provider, fuse=False)
         logits.append(session.run([session.get_outputs()[0].name], decoder_feeds(session, head_size, ids))[0])
         del session
     figures = output_figures("logits", logits[0], logits[1])
@@ -66,10 +90,40 @@ def compare_decoder(reference: ModelSource, candidate: ModelSource, head_size: i
     worst = figures.get("max_abs_diff", float("inf"))
     tolerance = DEFAULT_RTOL * max(1.0, figures.get("max_abs_reference", 0.0)) if oracle else None
     drift = figures.get("drift", float("inf"))
-    passed = not reason and (worst <= tolerance if oracle else drift <= DEFAULT_MAX_DRIFT)
+    passed = not reason and (worst <= tolerance if oracle else drift <= max_drift)
     return Comparison(passed=bool(passed), oracle=oracle, max_abs_diff=worst,
                       mean_abs_diff=figures.get("mean_abs_diff", float("inf")), cosine=figures.get("cosine", 0.0),
                       top1_agreement=figures.get("top1_agreement"), drift=drift, tolerance=tolerance,
-                      max_drift=None if oracle else DEFAULT_MAX_DRIFT, scale=figures.get("max_abs_reference", 0.0),
-                      provider="CPUExecutionProvider", inputs=f"{batch} random prompts of {length} tokens, empty KV "
+                      max_drift=None if oracle else max_drift, scale=figures.get("max_abs_reference", 0.0),
+                      provider=resolved, inputs=f"{batch} random prompts of {length} tokens, empty KV "
                       "cache", outputs=[figures], reason=reason)
+
+
+def _proto(model: ModelSource) -> onnx.ModelProto:
+    """The graph of ``model`` without reading external weights (only names, dims and attributes are needed)."""
+    if isinstance(model, ExportedModel):
+        return model.proto
+    if isinstance(model, onnx.ModelProto):
+        return model
+    return onnx.load(str(model), load_external_data=False)
+
+
+def validate_decoder(plan: Plan, pruned: ModelSource, *, provider: str = "auto",
+                     max_drift: float = DEFAULT_MAX_DRIFT, original: ModelSource | None = None,
+                     seed: int = 0) -> Comparison:
+    """``validate_plan`` for a decoder whose KV-cache head axes were pruned (the cache inputs/outputs change shape,
+    so the generic comparer cannot feed both models alike): against the mask oracle when ``plan`` (bound) is
+    mask-exact, else drift from the original (``original``, default the analysed graph exported), on the logits of
+    random prompts run with empty caches (``compare_decoder``)."""
+    dg = plan.depgraph
+    analysed = original if original is not None else export_graph(dg.graph, dg.loaded)
+    head_size, vocab = head_size_of(_proto(analysed)), vocab_of(_proto(analysed))
+    if plan.exact and not plan.refit:
+        found = compare_decoder(masked_model(dg, plan.groups), pruned, head_size, vocab, seed=seed,
+                                provider=provider)
+        found.exact = True
+        return found
+    found = compare_decoder(analysed, pruned, head_size, vocab, seed=seed, oracle=False, max_drift=max_drift,
+                            provider=provider)
+    found.exact, found.note = False, oracle_note(plan)
+    return found
