@@ -220,8 +220,9 @@ class RewriteContext(ShapeView):
             scales.append(gs.Constant(fresh_name(self._graph, f"{tensor.name}_{role}"), array))
         product = gs.Variable(fresh_name(self._graph, f"{tensor.name}_scaled"), dtype=np.int64, shape=[length])
         result = gs.Variable(fresh_name(self._graph, f"{tensor.name}_rescaled"), dtype=np.int64, shape=[length])
-        at = next(k for k, n in enumerate(self._graph.nodes) if n is self.node)
-        self._graph.nodes[at:at] = [
+        owner = owner_graph(self._graph, self.node)  # the node may sit in an If/Loop/Scan body
+        at = next(k for k, n in enumerate(owner.nodes) if n is self.node)
+        owner.nodes[at:at] = [
             gs.Node("Mul", name=fresh_name(self._graph, f"{self.node.name}_scale"), inputs=[tensor, scales[0]],
                     outputs=[product]),
             gs.Node("Div", name=fresh_name(self._graph, f"{self.node.name}_unscale"), inputs=[product, scales[1]],
