@@ -19,7 +19,7 @@ from onnxprune.ir.reading import _EXTERNAL_FILES, _check_tensor_data, default_op
 from onnxprune.ir.shape_values import rule_for
 from onnxprune.ir.shape_view import ShapeView, UnknownShape
 from onnxprune.ir.shapes import _check_shapes, infer_shapes, refresh_shapes, set_input_shapes
-from onnxprune.ir.weight_folding import fold_weight_nodes
+from onnxprune.ir.weight_folding import fold_weight_nodes, grows, needs_constant
 
 _MAX_FOLD_ROUNDS = 64  # each ShuffleNetV2 unit's shuffle target needs the previous unit's shapes: one round per unit
 
@@ -43,6 +43,8 @@ class LoadedModel:
     model_version: int = 0
     doc_string: str = ""
     domain: str = ""
+    grown: list = field(default_factory=list)  # notes: constants folded although larger than what they replaced
+
 
 
 def fold_static_values(graph: gs.Graph) -> None:
@@ -135,8 +137,25 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
     if initializer_inputs == "prune":
         overridable = set()
 
-    def keep(node: gs.Node) -> bool:  # what reads an overridable initializer is not constant
-        return any(t.name in overridable for t in node.inputs)
+    grown: dict[str, str] = {}  # folded output -> note, for values folded larger than their subgraph
+
+    def keep(node: gs.Node) -> bool:
+        """Not folded: what reads an overridable initializer (not constant), and what would grow the model unless
+        a handler needs the value as a constant (weight_folding's 'No growth')."""
+        if any(t.name in overridable for t in node.inputs):
+            return True
+        larger = grows(node)  # None: not known yet (its size comes from a shape computation folded this round)
+        if larger is False:
+            return False
+        if not needs_constant(node):
+            return True
+        out = node.outputs[0]
+        if larger is None:
+            return False
+        readers = ", ".join(f"{r.op} '{r.name}'" for r in out.outputs)
+        grown[out.name] = (f"folded '{out.name}' ({node.op} '{node.name}', {int(np.prod(out.shape))} values) "
+                           f"although it is larger than what it replaced: {readers} needs it as a constant to prune")
+        return False
 
     learned = changed = True  # whether the last shape refresh changed what gs's folding looks at / anything
     signature = _shape_signature(graph)
@@ -163,6 +182,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         if (len(graph.nodes), _shapes_only(signature)) == before:
             break
     _name_nodes(graph)
+    constants = {name for name, t in graph.tensors().items() if isinstance(t, gs.Constant)}
     if strict_shapes:
         _check_shapes(graph)
     return LoadedModel(graph=graph, opset=opset, ir_version=model.ir_version,
@@ -173,7 +193,8 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
                        metadata_props=[(e.key, e.value) for e in model.metadata_props],
                        node_metadata={n.name: [(e.key, e.value) for e in n.metadata_props]
                                       for n in model.graph.node if n.name and len(n.metadata_props)},
-                       model_version=model.model_version, doc_string=model.doc_string, domain=model.domain)
+                       model_version=model.model_version, doc_string=model.doc_string, domain=model.domain,
+                       grown=[note for name, note in grown.items() if name in constants])
 
 
 def _shape_signature(graph: gs.Graph) -> list:

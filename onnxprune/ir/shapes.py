@@ -187,6 +187,46 @@ def complete_shapes(graph: gs.Graph) -> None:
             out.shape = dims
 
 
+# ops whose output shape depends on input values, not only on input shapes
+_DATA_SHAPED = {"NonZero", "Unique", "Compress", "NonMaxSuppression", "StringSplit", "RegexFullMatch"}
+
+
+def _data_shaped(node: gs.Node) -> str | None:
+    """Why ``node``'s output shape depends on input values ('NonZero in node 'n''), or None."""
+    if node.op in _DATA_SHAPED:
+        return f"{node.op} in node '{node.name}'"
+    if node.op == "TopK" and len(node.inputs) > 1 and not isinstance(node.inputs[1], gs.Constant):
+        return f"TopK in node '{node.name}' with k computed from the data"
+    if node.op in ("If", "Loop", "Scan"):
+        for body in (v for v in node.attrs.values() if isinstance(v, gs.Graph)):
+            inner = next((c for c in map(_data_shaped, body.nodes) if c), None)
+            if inner:
+                return inner
+        if node.op == "If" and not isinstance(node.inputs[0], gs.Constant):
+            return f"If in node '{node.name}', whose branches give different shapes"
+        if node.op == "Loop" and node.inputs and not all(isinstance(t, gs.Constant) for t in node.inputs[:2] if t.name):
+            return f"Loop in node '{node.name}' with a trip count or condition computed from the data"
+    return None
+
+
+def data_dependence(tensor: gs.Tensor) -> str | None:
+    """Why the shape of ``tensor`` depends on the input data: the first op up its producers (bodies of If/Loop
+    included) whose output shape follows values, not shapes (NonZero, Unique, TopK with k from data, an If on data
+    whose branches differ, a Loop whose trip count is data); None when nothing upstream does."""
+    seen, todo = set(), [tensor]
+    while todo:
+        t = todo.pop()
+        if id(t) in seen or not t.inputs:
+            continue
+        seen.add(id(t))
+        producer = t.inputs[0]
+        cause = _data_shaped(producer)
+        if cause:
+            return cause
+        todo.extend(x for x in producer.inputs if isinstance(x, gs.Variable))
+    return None
+
+
 def _numel(tensor: gs.Constant) -> int:
     # A Constant's shape is read from its (possibly lazy) values' metadata, without loading external data.
     return int(np.prod(tensor.shape)) if tensor.shape is not None else tensor.values.size
@@ -207,6 +247,11 @@ def _check_shapes(graph: gs.Graph) -> None:
     if not any(untyped(n) is not None for n in graph.nodes if n.domain in ("", "ai.onnx", None)):
         return
     node = next(n for n in graph.nodes if untyped(n) is not None)
+    cause = data_dependence(untyped(node))
+    if cause is not None:
+        raise ShapeError(f"shape of '{untyped(node).name}' depends on the input data ({cause}); onnxprune needs "
+                         f"shapes known before running the model, so it cannot analyse this model (input shapes do "
+                         f"not change this)")
     concrete = all(t.shape is not None and all(isinstance(d, int) for d in t.shape) for t in graph.inputs)
     tried = ("ONNX's shape inference, onnxruntime's symbolic shape inference nor a run of the model at its input "
              "shapes" if concrete else "ONNX's shape inference nor onnxruntime's symbolic shape inference")

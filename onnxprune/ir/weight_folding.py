@@ -11,6 +11,13 @@ and back. Here their outputs become constants whose values are
   for every other op and for inputs not in memory yet.
 
 Shapes and element types come from shape inference, so analysis sees the same graph as after eager folding.
+
+**No growth.** A node whose folded output would take more bytes than the inputs it reads (``grows``: zeros of a
+static shape from ``ConstantOfShape(Shape(h))``, ``Range(0, N)``, a relative-position table gathered into a
+[heads, L, L] bias, ``Expand``/``Tile`` of a constant) is not folded, by ordinary folding either: the written model
+keeps the small subgraph, and its handlers rewrite the constant shape entries a pruned width sits in. It is folded
+only where a handler needs the value as a constant to prune (``needs_constant``: a Conv/Gemm/norm parameter slot),
+and the load says so (``LoadedModel.grown``).
 """
 
 from __future__ import annotations
@@ -55,6 +62,52 @@ class DeferredValues(LazyValues):
 
     def __str__(self) -> str:
         return f"DeferredValues (shape={self.shape}, dtype={self.dtype})"
+
+
+# Inputs a handler reads as parameters (sliced on pruning): a grown value feeding one of these is folded anyway.
+PARAMETER_SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "BatchNormalization": (1, 2, 3, 4),
+                   "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2), "GroupNormalization": (1, 2),
+                   "PRelu": (1,), "LSTM": (1, 2, 3), "GRU": (1, 2, 3), "RNN": (1, 2, 3)}
+
+
+def _nbytes(tensor: gs.Tensor) -> int | None:
+    """Bytes of a tensor of static shape and known type (from metadata; nothing loaded), else None."""
+    shape, dtype = tensor.shape, tensor.dtype
+    if shape is None or dtype is None or not all(isinstance(d, int) and d >= 0 for d in shape):
+        return None
+    try:
+        return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    except TypeError:  # onnx types numpy has no dtype for (bfloat16, float8): size unknown
+        return None
+
+
+# Ops whose output can be much larger than their inputs: while their output shape is unknown (its size read from a
+# shape computation not folded yet), they are not folded; a later round, with the shape inferred, decides.
+MAY_GROW = {"Range", "ConstantOfShape", "Expand", "Tile", "OneHot", "EyeLike", "Resize", "Upsample", "Pad", "Gather",
+            "GatherElements", "GatherND"}
+
+
+def grows(node: gs.Node) -> bool | None:
+    """Whether folding ``node`` would write a constant of more than WEIGHT_MIN_ELEMENTS elements that takes more
+    bytes than all its inputs together (shape-like values, at most WEIGHT_MIN_ELEMENTS elements, always fold);
+    None when a size is unknown and ``node`` is one of MAY_GROW (then it cannot be told yet)."""
+    if len(node.outputs) != 1:
+        return False
+    out = node.outputs[0]
+    size = _nbytes(out)
+    inputs = [_nbytes(t) for t in node.inputs if t.name]
+    if size is None or None in inputs:
+        return None if node.op in MAY_GROW else False
+    return int(np.prod(out.shape)) > WEIGHT_MIN_ELEMENTS and size > sum(inputs)
+
+
+def needs_constant(node: gs.Node) -> bool:
+    """Whether a reader of ``node``'s output takes it as a parameter (PARAMETER_SLOTS), which must be a constant
+    for its handler to slice it."""
+    out = node.outputs[0] if len(node.outputs) == 1 else None
+    return out is not None and any(
+        reader.inputs[k] is out for reader in out.outputs for k in PARAMETER_SLOTS.get(reader.op, ())
+        if k < len(reader.inputs))
 
 
 def is_weight(tensor: gs.Tensor) -> bool:
