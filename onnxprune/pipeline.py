@@ -21,7 +21,7 @@ from onnxprune.analysis.stats import count_params, macs_report
 from onnxprune.apply import PruneResult, apply_plan
 from onnxprune.data import prepare_calibration
 from onnxprune.errors import OnnxPruneError
-from onnxprune.genai import validate_decoder
+from onnxprune.genai import decoder_fidelity, validate_decoder
 from onnxprune.ir.export import export_graph
 from onnxprune.ir.saving import save_model
 from onnxprune.reconstruct import ReconstructOptions, reconstruct
@@ -233,9 +233,9 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
         check_model(result.exported, original=original)
         seconds["reconstruct"] = _lap(mark)
         mark = time.perf_counter()
-        fidelity = measure_fidelity(original(), structural, result, calibration.holdout or calibration.fit,
-                                    _max_drift(options),
-                                    options.provider if options.validate else "cpu")
+        measure = decoder_fidelity_of if _prunes_io(result, options) else measure_fidelity
+        fidelity = measure(original(), structural, result, calibration.holdout or calibration.fit,
+                           _max_drift(options), options.provider if options.validate else "cpu")
         seconds["measure"] = _lap(mark)
     pruned_graph = result.graph
     report = {
@@ -247,7 +247,7 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
         "groups": {"total": len(dg.channel_groups()), "pruned": len(plan.groups),
                    "blocked": len(dg.channel_groups()) - len(dg.prunable_groups())},
         "channels_removed": int(sum(len(units) for units in plan.groups.values())),
-        "validation": validation, "notes": plan.notes, "warnings": warnings,
+        "validation": validation, "notes": [*plan.notes, *getattr(dg.loaded, "grown", [])], "warnings": warnings,
     }
     if calibration is not None:
         report["calibration"] = {"fit_samples": calibration.fit_samples,
@@ -333,6 +333,13 @@ def measure_fidelity(original, structural, refit, batches, max_drift: float, pro
         rows.append({"model": name, "top1_agreement": found.top1_agreement, "cosine": found.cosine,
                      "max_abs_diff": found.max_abs_diff, "mean_abs_diff": found.mean_abs_diff, "drift": found.drift})
     return {"samples": before.inputs, "rows": rows, "pruned": before.to_dict(), "reconstructed": after.to_dict()}
+
+
+def decoder_fidelity_of(original, structural, refit, batches, max_drift: float, provider: str) -> dict:
+    """``measure_fidelity`` for a decoder whose KV-cache heads were pruned (the models take caches of different
+    shapes): the logits on the batches' input_ids, each model fed empty caches of its own (genai)."""
+    return decoder_fidelity(original, structural.exported, refit.exported, list(batches), max_drift=max_drift,
+                            provider=provider)
 
 
 def format_report(report: dict) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxprune.ir.graph import proto_graphs
 from onnxprune.ir.reading import release_pages
 
 PROTOBUF_LIMIT = 2**31 - 1
@@ -80,6 +81,11 @@ def export_graph(graph: gs.Graph, loaded=None, external_threshold: int | None = 
         for node in model.graph.node:  # onnx-graphsurgeon drops node metadata (the exporter's name scopes)
             for key, value in loaded.node_metadata.get(node.name, ()):
                 node.metadata_props.add(key=key, value=value)
+        if loaded.value_info is not None:  # shapes inferred here are not written: the file stays as compact as it came
+            for body in proto_graphs(model.graph):
+                kept = [v for v in body.value_info if v.name in loaded.value_info]
+                del body.value_info[:]
+                body.value_info.extend(kept)
     return exported
 
 

@@ -72,6 +72,16 @@ def unique_body_names(graph: gs.Graph) -> None:
             taken.add(tensor.name)
 
 
+def proto_graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """``graph`` and every If/Loop/Scan (or other) body inside it, nested ones included."""
+    found = [graph]
+    for node in graph.node:
+        for attr in node.attribute:
+            for body in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                found.extend(proto_graphs(body))
+    return found
+
+
 def copy_body_value_info(source: onnx.GraphProto, target: onnx.GraphProto) -> None:
     """Give every body of ``target`` the value_info of the same body in ``source`` (shape inference's result; nodes
     are matched by their outputs): ONNX writes what it infers inside bodies there, not at the top."""

@@ -13,7 +13,7 @@ import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from onnxprune.errors import ModelLoadError
-from onnxprune.ir.graph import all_nodes, all_tensors, unique_body_names
+from onnxprune.ir.graph import all_nodes, all_tensors, proto_graphs, unique_body_names
 from onnxprune.ir.provenance import trace_sources
 from onnxprune.ir.reading import _EXTERNAL_FILES, _check_tensor_data, default_opset, map_external_data, read_model
 from onnxprune.ir.shape_values import rule_for
@@ -44,6 +44,7 @@ class LoadedModel:
     doc_string: str = ""
     domain: str = ""
     grown: list = field(default_factory=list)  # notes: constants folded although larger than what they replaced
+    value_info: frozenset | None = None  # names the file gave shapes to (in any body); None: write every shape
 
 
 
@@ -194,7 +195,8 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
                        node_metadata={n.name: [(e.key, e.value) for e in n.metadata_props]
                                       for n in model.graph.node if n.name and len(n.metadata_props)},
                        model_version=model.model_version, doc_string=model.doc_string, domain=model.domain,
-                       grown=[note for name, note in grown.items() if name in constants])
+                       grown=[note for name, note in grown.items() if name in constants],
+                       value_info=frozenset(v.name for g in proto_graphs(model.graph) for v in g.value_info))
 
 
 def _shape_signature(graph: gs.Graph) -> list:

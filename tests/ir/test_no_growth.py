@@ -12,6 +12,7 @@ import pytest
 from onnxprune.models import relative_position
 
 from onnxprune import models, prune
+from onnxprune.ir.loading import load
 
 
 def _constants(model: onnx.ModelProto) -> list[onnx.TensorProto]:
@@ -86,8 +87,6 @@ def test_half_pruned_is_valid_and_smaller(name, exporter, shapes, exported, tmp_
 
 def test_relative_position_bias_is_not_folded(exported):
     """The [heads, N, N] bias stays Gather(table, index): no constant of heads*N*N elements appears."""
-    from onnxprune.ir.loading import load
-
     graph = load(exported("relative_position", "dynamo")).graph
     heads, n = 4, 49
     big = [t.name for t in graph.tensors().values()
@@ -98,8 +97,6 @@ def test_relative_position_bias_is_not_folded(exported):
 
 def test_growing_fold_needed_as_a_weight_is_noted():
     """A Conv weight built by Tile from a smaller constant must be a constant to prune: folded, and said so."""
-    from onnxprune.ir.loading import load
-
     w = ",".join(str(float(k % 5)) for k in range(4 * 3 * 3 * 3))
     text = f"""<ir_version: 8, opset_import: ["": 17]>
     agraph (float[1, 3, 8, 8] x) => (float[1, 8, 8, 8] y) {{
@@ -110,3 +107,5 @@ def test_growing_fold_needed_as_a_weight_is_noted():
     }}"""
     loaded = load(onnx.parser.parse_model(text))
     assert len(loaded.grown) == 1 and "Conv" in loaded.grown[0] and "wt" in loaded.grown[0]
+    report = prune(onnx.parser.parse_model(text), ratio=0.5).report
+    assert loaded.grown[0] in report["notes"]
