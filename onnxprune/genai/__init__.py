@@ -4,7 +4,8 @@ output, and the oracle comparison of a decoder whose cache shapes changed."""
 
 from onnxprune.genai.cache import cache_io_axes, genai_config_path
 from onnxprune.genai.config import rewrite_genai_dir, runtime_sizes
-from onnxprune.genai.decoder import compare_decoder, decoder_feeds, validate_decoder, vocab_of
+from onnxprune.genai.decoder import compare_decoder, decoder_feeds, decoder_fidelity, validate_decoder, vocab_of
+from onnxprune.genai.perplexity import perplexity
 
-__all__ = ["cache_io_axes", "compare_decoder", "decoder_feeds", "genai_config_path", "rewrite_genai_dir",
-           "runtime_sizes", "validate_decoder", "vocab_of"]
+__all__ = ["cache_io_axes", "compare_decoder", "decoder_feeds", "decoder_fidelity", "genai_config_path",
+           "perplexity", "rewrite_genai_dir", "runtime_sizes", "validate_decoder", "vocab_of"]
