@@ -3,6 +3,12 @@ part, and batched the way the model accepts them (a model fixed at batch B gets 
 
 The sample axis of every input is the model's batch axis: its first symbolic dimension, or axis 0 when every
 dimension is fixed. Samples of different shapes (variable sequence lengths) are never stacked together.
+
+Whole-feed mode: some models' inputs share no sample axis (a graph network takes x [nodes, F] and edge_index [2,
+edges]; one graph is one sample). Then every piece (a feed dict, one .npz of a directory) is one sample, checked
+against the model but never cut or stacked, and the held-out part is a seeded fraction of the feeds. ``mode='auto'``
+chooses it when the model gives its inputs' batch axes different symbolic dims (positions or names) and the data
+disagree on the number of samples along them; ``mode='feeds'`` asks for it, ``mode='samples'`` never uses it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class InputSpec:
     name: str
     shape: tuple
     dtype: np.dtype
+    dims: tuple = ()  # the names onnxruntime gives the dims (a str where symbolic, else None); () when unknown
 
     @property
     def batch_axis(self) -> int:
@@ -55,13 +62,33 @@ def model_inputs(model: ModelSource) -> list[InputSpec]:
         shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in inp.shape)
         if not shape:
             raise CalibrationError(f"model input '{inp.name}' is a scalar: calibration needs a sample axis")
-        specs.append(InputSpec(inp.name, shape, np.dtype(_TYPES[inp.type])))
+        dims = tuple(d if isinstance(d, str) else None for d in inp.shape)
+        specs.append(InputSpec(inp.name, shape, np.dtype(_TYPES[inp.type]), dims))
     return specs
 
 
-def check_piece(piece: Feeds, specs: list[InputSpec], where: str) -> Feeds:
+MODES = ("auto", "samples", "feeds")
+
+
+def distinct_batch_axes(specs: list[InputSpec]) -> bool:
+    """Whether the model's inputs share no common batch dim: their symbolic batch axes sit at different positions
+    or carry different names (onnxruntime's made-up ``unk__`` names do not count)."""
+    symbolic = [s for s in specs if s.fixed_batch is None]
+    if len(symbolic) < 2:
+        return False
+    names = {s.dims[s.batch_axis] for s in symbolic if s.dims and s.dims[s.batch_axis]
+             and not s.dims[s.batch_axis].startswith("unk__")}
+    return len({s.batch_axis for s in symbolic}) > 1 or len(names) > 1
+
+
+def _counts(piece: Feeds, specs: list[InputSpec]) -> set[int]:
+    return {piece[s.name].shape[s.batch_axis] for s in specs if s.name in piece and piece[s.name].ndim == len(s.shape)}
+
+
+def check_piece(piece: Feeds, specs: list[InputSpec], where: str, whole: bool = False) -> Feeds:
     """The piece's arrays for the model's inputs, cast to their types; CalibrationError for a missing input, a wrong
-    rank, size or kind of element, or inputs disagreeing on the number of samples."""
+    rank, size or kind of element, or (unless ``whole``: the piece is one whole feed) inputs disagreeing on the
+    number of samples."""
     missing = [s.name for s in specs if s.name not in piece]
     if missing:
         raise CalibrationError(f"calibration data lacks model inputs {missing} ({where} has {sorted(piece)}); "
@@ -82,9 +109,10 @@ def check_piece(piece: Feeds, specs: list[InputSpec], where: str) -> Feeds:
                                    f"{spec.dtype}; convert the data (e.g. scale images to floats) before saving")
         checked[spec.name] = array.astype(spec.dtype, copy=False)
         counts[spec.name] = array.shape[spec.batch_axis]
-    if len(set(counts.values())) > 1:
+    if not whole and len(set(counts.values())) > 1:
         raise CalibrationError(f"inputs in {where} disagree on the number of samples along their batch axes "
-                               f"({counts}); give every input the same samples")
+                               f"({counts}); give every input the same samples (or, when the inputs share no "
+                               "sample axis, one whole feed per sample: calib_mode='feeds')")
     return checked
 
 
@@ -142,16 +170,17 @@ class Calibration:
     fit: list[Feeds]
     holdout: list[Feeds] = field(default_factory=list)
     inputs: list[InputSpec] = field(default_factory=list)
+    whole_feeds: bool = False  # every batch is one whole feed (one sample), e.g. one graph
 
     @property
     def fit_samples(self) -> int:
-        """Number of samples in ``fit``."""
-        return _count(self.fit, self.inputs)
+        """Number of samples in ``fit`` (feeds, in whole-feed mode)."""
+        return len(self.fit) if self.whole_feeds else _count(self.fit, self.inputs)
 
     @property
     def holdout_samples(self) -> int:
-        """Number of samples in ``holdout``."""
-        return _count(self.holdout, self.inputs)
+        """Number of samples in ``holdout`` (feeds, in whole-feed mode)."""
+        return len(self.holdout) if self.whole_feeds else _count(self.holdout, self.inputs)
 
 
 def _count(batches: list[Feeds], specs: list[InputSpec]) -> int:
@@ -159,14 +188,21 @@ def _count(batches: list[Feeds], specs: list[InputSpec]) -> int:
 
 
 def prepare_calibration(model: ModelSource, source, holdout: float = 0.2, batch_size: int = 16, seed: int = 0,
-                        inputs: list[InputSpec] | None = None) -> Calibration:
+                        inputs: list[InputSpec] | None = None, mode: str = "auto") -> Calibration:
     """Read ``source`` (see ``onnxprune.data.sources.read_pieces``; a Calibration is returned as is), check it
     against ``model``'s inputs, hold out a seeded ``holdout`` fraction of the samples, and batch both parts the
-    way the model accepts them. CalibrationError (one line, saying what to do) when the data does not fit."""
+    way the model accepts them. ``mode``: 'samples', 'feeds' (each piece is one whole sample, for inputs that share
+    no sample axis) or 'auto' (module docstring). CalibrationError (one line, saying what to do) when the data does
+    not fit."""
     if isinstance(source, Calibration):
         return source
+    if mode not in MODES:
+        raise CalibrationError(f"calibration mode must be one of {list(MODES)}, got '{mode}'")
     specs = inputs if inputs is not None else model_inputs(model)
     pieces = read_pieces(source)
+    if mode == "feeds" or (mode == "auto" and distinct_batch_axes(specs)
+                           and any(len(_counts(piece, specs)) > 1 for piece in pieces)):
+        return _whole_feeds(pieces, specs, holdout, seed)
     samples = [s for k, piece in enumerate(pieces) for s in explode(check_piece(piece, specs, _where(k, pieces)),
                                                                     specs)]
     if not samples:
@@ -177,6 +213,15 @@ def prepare_calibration(model: ModelSource, source, holdout: float = 0.2, batch_
         raise CalibrationError(f"no calibration batch the model can take: {len(samples)} samples, "
                                f"{math.ceil(len(samples) * holdout)} held out; give more samples")
     return calibration
+
+
+def _whole_feeds(pieces: list[Feeds], specs: list[InputSpec], holdout: float, seed: int) -> Calibration:
+    """Whole-feed mode: every piece checked and kept as one sample; a seeded fraction of them held out."""
+    feeds = [check_piece(piece, specs, _where(k, pieces), whole=True) for k, piece in enumerate(pieces)]
+    if not feeds:
+        raise CalibrationError("the calibration data holds no feeds")
+    fit, held = split_holdout(feeds, holdout, seed)
+    return Calibration(fit, held, specs, whole_feeds=True)
 
 
 def _where(k: int, pieces: list) -> str:
