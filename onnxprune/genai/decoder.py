@@ -74,11 +74,15 @@ def vocab_of(model: onnx.ModelProto) -> int:
 
 def compare_decoder(reference: ModelSource, candidate: ModelSource, head_size: int, vocab: int, *,
                     batch: int = 2, length: int = 7, seed: int = 0, oracle: bool = True,
-                    max_drift: float = DEFAULT_MAX_DRIFT, provider: str = "cpu") -> Comparison:
-    """Run both decoders on the same random prompt with empty caches and compare their logits (the first output)
+                    max_drift: float = DEFAULT_MAX_DRIFT, provider: str = "cpu",
+                    ids: np.ndarray | None = None) -> Comparison:
+    """Run both decoders on the same prompts with empty caches and compare their logits (the first output)
     with ``compare_arrays``'s oracle tolerance (``oracle``) or drift criterion (1 - cosine of the logits, at most
-    ``max_drift``)."""
-    ids = np.random.default_rng(seed).integers(0, vocab, size=(batch, length))
+    ``max_drift``). Prompts: ``ids`` [batch, sequence], else ``batch`` random ones of ``length`` tokens."""
+    given = ids is not None
+    if ids is None:
+        ids = np.random.default_rng(seed).integers(0, vocab, size=(batch, length))
+    batch, length = ids.shape
     resolved = available_provider(provider)
     logits = []
     for model in (reference, candidate):
@@ -95,8 +99,8 @@ def compare_decoder(reference: ModelSource, candidate: ModelSource, head_size: i
                       mean_abs_diff=figures.get("mean_abs_diff", float("inf")), cosine=figures.get("cosine", 0.0),
                       top1_agreement=figures.get("top1_agreement"), drift=drift, tolerance=tolerance,
                       max_drift=None if oracle else max_drift, scale=figures.get("max_abs_reference", 0.0),
-                      provider=resolved, inputs=f"{batch} random prompts of {length} tokens, empty KV "
-                      "cache", outputs=[figures], reason=reason)
+                      provider=resolved, inputs=f"{batch} {'given' if given else 'random'} prompts of {length} "
+                      "tokens, empty KV cache", outputs=[figures], reason=reason)
 
 
 def _proto(model: ModelSource) -> onnx.ModelProto:
@@ -127,3 +131,23 @@ def validate_decoder(plan: Plan, pruned: ModelSource, *, provider: str = "auto",
                             provider=provider)
     found.exact, found.note = False, oracle_note(plan)
     return found
+
+
+def decoder_fidelity(original: ModelSource, structural: ModelSource, refit: ModelSource, batches: list[dict], *,
+                     max_drift: float = DEFAULT_MAX_DRIFT, provider: str = "cpu") -> dict:
+    """``prune``'s fidelity measure for a decoder whose cache heads were pruned: the logits of the original, the
+    pruned model before the refit and after it, on the ``input_ids`` of the held-out calibration ``batches`` (each
+    model fed empty caches of its own head count); the same dict as ``pipeline.measure_fidelity``."""
+    proto = _proto(original)
+    head_size, vocab = head_size_of(proto), vocab_of(proto)
+    ids = np.concatenate([b["input_ids"] for b in batches])
+    found = [compare_decoder(original, model, head_size, vocab, oracle=False, max_drift=max_drift,
+                             provider=provider, ids=ids) for model in (structural, refit)]
+    rows = [{"model": "original", "top1_agreement": None, "cosine": 1.0, "max_abs_diff": 0.0, "mean_abs_diff": 0.0,
+             "drift": 0.0}]
+    for name, comparison in zip(("pruned", "pruned + reconstructed"), found):
+        rows.append({"model": name, "top1_agreement": comparison.top1_agreement, "cosine": comparison.cosine,
+                     "max_abs_diff": comparison.max_abs_diff, "mean_abs_diff": comparison.mean_abs_diff,
+                     "drift": comparison.drift})
+    return {"samples": found[0].inputs, "rows": rows, "pruned": found[0].to_dict(),
+            "reconstructed": found[1].to_dict()}

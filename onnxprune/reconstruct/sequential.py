@@ -148,7 +148,7 @@ def reconstruct(dg: DependencyGraph, result: PruneResult, calib, options: Recons
         current = export_graph(graph, dg.loaded)
         targets = {id(c): _target(c, sources[id(c.node)]) for c in group}
         grams: dict[int, GramAccumulator | None] = {id(c): None for c in group}
-        for xp, xo in zip(collect(current, names, dtypes, calibration.fit),
+        for xp, xo in zip(collect(current, names, dtypes, pruned_feeds(calibration.fit, result.removed)),
                           collect(original, names, dtypes, calibration.fit)):
             for c in group:
                 grams[id(c)] = _accumulate(c, grams[id(c)], targets[id(c)], xp[c.x], xo[c.x],
@@ -159,6 +159,26 @@ def reconstruct(dg: DependencyGraph, result: PruneResult, calib, options: Recons
     graph.toposort()
     refit = PruneResult(graph=graph, removed=result.removed, plan=result.plan, loaded=result.loaded)
     return Reconstruction(refit, fits, notes, calibration, time.perf_counter() - started, options)
+
+
+def pruned_feeds(batches: list, removed: dict) -> list:
+    """The feeds as the pruned model takes them: where the plan pruned an axis of a graph input (allowed I/O axes,
+    e.g. a decoder's KV-cache heads), that input's removed indices are dropped from the batch too."""
+    cuts = {}
+    for axis, indices in removed.items():
+        if len(indices):
+            cuts.setdefault(axis.tensor, []).append((axis.axis, indices))
+    if not cuts or not any(name in cuts for feeds in batches for name in feeds):
+        return batches
+    sliced = []
+    for feeds in batches:
+        feeds = dict(feeds)
+        for name, axes in cuts.items():
+            if name in feeds:
+                for axis, indices in axes:
+                    feeds[name] = np.delete(feeds[name], indices, axis=axis)
+        sliced.append(feeds)
+    return sliced
 
 
 def _target(consumer: Consumer, source: gs.Node) -> np.ndarray:
