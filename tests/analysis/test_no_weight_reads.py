@@ -27,11 +27,11 @@ def _mapped(values) -> bool:
 
 
 def _model(path: str) -> dict[str, np.ndarray]:
-    """x[N,64] -> MatMul(Transpose(w1)) -> Relu -> MatMul(Cast(w2 as float16)) -> y; w1 [128,64] inline. Returns
-    the weights."""
+    """x[N,64] -> MatMul(Transpose(w1)) -> Relu -> MatMul(Cast(w2 stored as float64)) -> y (a fold that shrinks:
+    folded, unlike a widening Cast, which 'No growth' leaves in the graph). Returns the weights."""
     rng = np.random.default_rng(0)
     w1 = rng.standard_normal((128, 64)).astype(np.float32)  # a torch Linear weight [out, in]
-    w2 = rng.standard_normal((128, 16)).astype(np.float16)
+    w2 = rng.standard_normal((128, 16)).astype(np.float64)
     nodes = [helper.make_node("Transpose", ["w1"], ["w1t"], perm=[1, 0], name="t1"),
              helper.make_node("MatMul", ["x", "w1t"], ["h"], name="mm1"),
              helper.make_node("Relu", ["h"], ["r"], name="relu"),
@@ -56,7 +56,7 @@ def test_inline_weights_are_mapped_not_copied(tmp_path, monkeypatch):
         np.testing.assert_array_equal(mapped[name], values)
     assert all(not init.raw_data for init in model.graph.initializer)  # the proto holds no weight bytes
     whole, _ = read_model(path)  # without ``mapped``: the full proto, as before
-    assert {i.name: len(i.raw_data) for i in whole.graph.initializer} == {"w1": 128 * 64 * 4, "w2": 128 * 16 * 2}
+    assert {i.name: len(i.raw_data) for i in whole.graph.initializer} == {"w1": 128 * 64 * 4, "w2": 128 * 16 * 8}
 
 
 def test_analysis_reads_no_weight_values(tmp_path, monkeypatch):
@@ -109,3 +109,15 @@ def test_blockwise_slicing_matches_np_delete(tmp_path, monkeypatch):
         np.testing.assert_array_equal(rewrite._sliced(view, cuts), expected)
     release_pages(view, slice(5, 20))  # dropping a range of pages keeps the values readable
     np.testing.assert_array_equal(view, values)
+
+
+def test_a_widening_cast_of_a_weight_stays_in_the_graph_and_still_prunes(tmp_path):
+    path = str(tmp_path / "m.onnx")
+    _model(path)
+    model = onnx.load(path)
+    w2 = next(i for i in model.graph.initializer if i.name == "w2")
+    w2.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w2).astype(np.float16), "w2"))
+    onnx.save_model(model, path)
+    dg = analyse_model(path)
+    assert len(dg.prunable_groups()) == 1
+    assert any(n.op == "Cast" for n in dg.graph.nodes)  # float16 -> float32 would double the stored bytes
