@@ -40,7 +40,9 @@ def _sizes(path: str) -> tuple[int, int, int]:
 
 CASES = [("gcn", "torchscript", {"x": [500, 12]}), ("gat", "torchscript", {"x": [500, 12]}),
          ("relative_position", "torchscript", {}), ("relative_position", "dynamo", {}),
-         pytest.param("unet2d", "dynamo", {}, marks=pytest.mark.slow)]
+         pytest.param("unet2d", "dynamo", {}, marks=[pytest.mark.slow, pytest.mark.xfail(
+             strict=True, reason="open: folds of 64 values or fewer always happen, without a note; on the dynamo "
+                                 "UNet2D they add 40 floats (120,276 -> 120,316) at ratio 0")])]
 
 
 @pytest.fixture(scope="module")
