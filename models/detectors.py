@@ -208,7 +208,8 @@ class YOLO(nn.Module):
         self.n5 = block(12 * w, 8 * w, False)
         self.detect = Detect((4 * w, 4 * w, 8 * w), (8, 16, 32))
 
-    def forward(self, x):
+    def features(self, x) -> list:
+        """The three neck outputs (strides 8, 16, 32) the Detect head reads."""
         p3 = self.p3(self.stem(x))
         p4 = self.p4(p3)
         p5 = self.p5(p4)
@@ -216,7 +217,10 @@ class YOLO(nn.Module):
         n3 = self.n3(torch.cat((self.up(n4), p3), 1))
         n4b = self.n4b(torch.cat((self.d3(n3), n4), 1))
         n5 = self.n5(torch.cat((self.d4(n4b), p5), 1))
-        return self.detect([n3, n4b, n5])
+        return [n3, n4b, n5]
+
+    def forward(self, x):
+        return self.detect(self.features(x))
 
 
 def yolov8() -> YOLO:

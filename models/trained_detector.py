@@ -94,14 +94,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _raw_head(model: YOLO, x: torch.Tensor):
     """(box logits [B, 4 * REG_MAX, A], class logits [B, nc, A], anchor points [A, 2] in pixels, strides [A]) of
     ``model`` on ``x``: YOLO.forward up to the head, without the decoding."""
-    p3 = model.p3(model.stem(x))
-    p4 = model.p4(p3)
-    p5 = model.p5(p4)
-    n4 = model.n4(torch.cat((model.up(p5), p4), 1))
-    n3 = model.n3(torch.cat((model.up(n4), p3), 1))
-    n4b = model.n4b(torch.cat((model.d3(n3), n4), 1))
-    n5 = model.n5(torch.cat((model.d4(n4b), p5), 1))
-    feats, head = [n3, n4b, n5], model.detect
+    feats, head = model.features(x), model.detect
     b = x.shape[0]
     box = torch.cat([cv2(f).view(b, 4 * REG_MAX, -1) for f, cv2 in zip(feats, head.cv2)], 2)
     cls = torch.cat([cv3(f).view(b, head.nc, -1) for f, cv3 in zip(feats, head.cv3)], 2)
