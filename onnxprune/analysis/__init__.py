@@ -26,7 +26,7 @@ def analyse_model(source: str | os.PathLike | onnx.ModelProto, input_shapes: dic
     loaded = load(source, input_shapes=input_shapes, initializer_inputs=initializer_inputs)
     options = dataclasses.replace(options or AnalysisOptions(),
                                   protect_initializer_inputs=loaded.initializer_inputs == "protect")
-    ties = untie_constants(loaded.graph)  # before groups form: incidental sharing must not merge them
+    ties = untie_constants(loaded.graph, loaded.node_metadata)  # before groups form: incidental sharing must not merge
     dg = analyse(loaded.graph, loaded.opset, options)
     dg.loaded = loaded
     dg.ties = ties

@@ -10,8 +10,16 @@ several nodes:
   mean or variance; a Conv/Gemm bias; a 1-D bias added to a MatMul/Gemm/Conv output), or its values are all equal
   and every reader is such a parameter or plain arithmetic (Add, Mul, ...): **incidental**, untied (each
   further use gets its own copy, the values shared, not copied);
-- otherwise (a Conv/MatMul/Gemm weight, an embedding table read by Gather, an unknown role): a **real tie** (tied
-  input/output embeddings, ALBERT-style shared layers), kept.
+- a weight (Conv/MatMul/Gemm, an embedding table read by Gather) whose readers the exporter's node metadata places
+  in *different module instances that each had a parameter of their own* (the dynamo exporter writes every node's
+  ``pkg.torch.onnx.name_scopes`` and the FX node it came from, whose arguments name the parameter placeholders
+  ``p_encoder_layers_1_linear1_weight``): **incidental**, untied. This is ``nn.TransformerEncoder``'s deep-copied
+  layers at initialisation, merged into one initializer by the exporter. Readers in one module instance (a layer
+  called N times, ALBERT-style), or a reader whose FX node names no parameter of its own module (an ``lm_head``
+  reading the embedding it is tied to), keep the tie; without metadata (TorchScript, other converters) the graph
+  cannot tell, and the tie is kept;
+- otherwise (a weight, an unknown role): a **real tie** (tied input/output embeddings, ALBERT-style shared layers),
+  kept.
 
 Each decision is a ``TieDecision``; ``onnxprune groups --details`` and ``--json`` show them. After pruning,
 ``reshare_constants`` makes copies whose values are still equal share one constant again, so a model with nothing
@@ -20,6 +28,8 @@ pruned is written as compactly as it came.
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +57,17 @@ class TieDecision:
     untied: bool
     reason: str
     copies: list[str] = field(default_factory=list)  # untied: the tensor each use (node input) reads, in order
+    uses: list[tuple[str, int]] = field(default_factory=list)  # (node, input index) of each use, as ``roles``
+
+    def origin(self, tensor: str) -> dict | None:
+        """Where the untied copy (or the original) ``tensor`` came from: {"initializer": the constant it was untied
+        from, "node": the node it was made for, "input": that node's input index, "role": how that node reads it};
+        None when ``tensor`` is not one of this decision's copies."""
+        if not self.untied or tensor not in self.copies:
+            return None
+        k = self.copies.index(tensor)
+        node, index = self.uses[k] if k < len(self.uses) else (None, None)
+        return {"initializer": self.name, "node": node, "input": index, "role": self.roles[k]}
 
     def describe(self) -> str:
         """One line: "untied: 'w' shared by a, b (identical values, BatchNormalization scale)" or "tie kept: ..."."""
@@ -61,7 +82,8 @@ class TieDecision:
     def to_dict(self) -> dict:
         """JSON-ready form."""
         return {"tensor": self.name, "readers": list(self.readers), "roles": list(self.roles), "untied": self.untied,
-                "reason": self.reason, "copies": list(self.copies), "text": self.describe()}
+                "reason": self.reason, "copies": list(self.copies), "uses": [list(u) for u in self.uses],
+                "text": self.describe()}
 
 
 def _role(node: gs.Node, index: int, tensor: gs.Constant) -> tuple[str, str]:
@@ -93,11 +115,13 @@ def _all_equal(tensor: gs.Constant) -> bool:
     return bool(np.all(values == values[0]))
 
 
-def untie_constants(graph: gs.Graph) -> list[TieDecision]:
+def untie_constants(graph: gs.Graph, node_metadata: dict | None = None) -> list[TieDecision]:
     """Decide, for every constant read by several nodes of ``graph`` (not inside subgraphs), whether the sharing is
     incidental, and untie those that are (the first use keeps the constant, each other node input reading it gets
-    a copy that shares its values). Constants with no axis longer than 1 couple nothing and are left alone. Returns the
-    decisions, in graph order."""
+    a copy that shares its values). Constants with no axis longer than 1 couple nothing and are left alone.
+    ``node_metadata``: {node name: [(key, value)]} as ``LoadedModel.node_metadata``: the dynamo exporter's module
+    scopes, which can show a shared weight to be incidental (module docstring). Returns the decisions, in graph
+    order."""
     decisions = []
     taken = set(graph.tensors())
     for tensor in list(graph.tensors().values()):
@@ -112,11 +136,19 @@ def untie_constants(graph: gs.Graph) -> list[TieDecision]:
         roles = [_role(node, k, tensor) for node, k in uses]
         kinds = {kind for kind, _ in roles}
         described = ", ".join(dict.fromkeys(text for _, text in roles))
-        if "weight" in kinds:
+        separate = _separate_modules(nodes, node_metadata or {}) if "weight" in kinds else None
+        if "weight" in kinds and separate is None:
             decisions.append(TieDecision(tensor.name, readers, [t for _, t in roles], False,
-                                         f"weight sharing: {described}"))
+                                         f"weight sharing: {described}{_why_tied(nodes, node_metadata or {})}"))
             continue
-        if kinds == {"parameter"}:
+        repeated = _one_call_site(nodes, node_metadata or {}) if separate is None else None
+        if repeated is not None:
+            decisions.append(TieDecision(tensor.name, readers, [t for _, t in roles], False,
+                                         f"{described}: {repeated}"))
+            continue
+        if separate is not None:
+            reason = f"identical values, {described} of separate modules: {separate}"
+        elif kinds == {"parameter"}:
             reason = f"identical values, {described}: per-layer parameters no framework ties"
         elif kinds <= {"parameter", "elementwise"} and _all_equal(tensor):
             reason = f"identical values, every element {np.asarray(tensor.values).reshape(-1)[0]!r}: {described}"
@@ -133,8 +165,69 @@ def untie_constants(graph: gs.Graph) -> list[TieDecision]:
         for (node, k), copy in zip(uses, copies):  # one per use: BN reads one tensor of ones as scale and variance
             node.inputs[k] = copy
         decisions.append(TieDecision(tensor.name, readers, [t for _, t in roles], True, reason,
-                                     [c.name for c in copies]))
+                                     [c.name for c in copies], [(node.name, k) for node, k in uses]))
     return decisions
+
+
+_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+_FX_KEY = "pkg.torch.onnx.fx_node"
+
+
+def _module_and_parameters(node: gs.Node, metadata: dict) -> tuple[str, set[str]] | None:
+    """(innermost module scope, parameter placeholders of that module its FX node reads) from the dynamo
+    exporter's metadata of ``node``; None without it."""
+    props = dict(metadata.get(node.name, ()))
+    if _SCOPES_KEY not in props or _FX_KEY not in props:
+        return None
+    try:
+        scopes = [str(s) for s in ast.literal_eval(props[_SCOPES_KEY])]
+    except (ValueError, SyntaxError):
+        return None
+    if len(scopes) < 2 or not scopes[-2]:
+        return None
+    module = scopes[-2]  # the last entry names the op (linear_3), the one before the innermost module
+    prefix = "p_" + module.replace(".", "_") + "_"
+    arguments = set(re.findall(r"%(p_\w+)", props[_FX_KEY].split("args =", 1)[-1]))
+    return module, {a for a in arguments if a.startswith(prefix)}
+
+
+def _separate_modules(nodes: list[gs.Node], metadata: dict) -> str | None:
+    """A description when the dynamo metadata shows that every reader of a shared weight is in a module instance
+    of its own and read a parameter placeholder of that module (the parameters were separate in torch, merged by
+    the exporter because their values were equal); None otherwise (no metadata: the tie is kept)."""
+    found = [_module_and_parameters(node, metadata) for node in nodes]
+    if any(f is None or not f[1] for f in found):
+        return None
+    placeholders = [p for _, params in found for p in params]
+    if len(set(placeholders)) != len(placeholders):  # two readers name one parameter: it was read twice
+        return None
+    modules = list(dict.fromkeys(m for m, _ in found))
+    shown = ", ".join(modules[:3]) + (f" and {len(modules) - 3} more" if len(modules) > 3 else "")
+    return f"{shown} each read a parameter of their own (dynamo name scopes)"
+
+
+def _one_call_site(nodes: list[gs.Node], metadata: dict) -> str | None:
+    """A description when the metadata shows every reader in one module instance reading the same parameters
+    (a layer called repeatedly, ALBERT-style: its bias is tied with its weight); None otherwise."""
+    found = [_module_and_parameters(node, metadata) for node in nodes]
+    if any(f is None or not f[1] for f in found) or len({m for m, _ in found}) != 1 \
+            or len({frozenset(params) for _, params in found}) != 1:
+        return None
+    return f"one module instance ({found[0][0]}) called repeatedly (dynamo name scopes)"
+
+
+def _why_tied(nodes: list[gs.Node], metadata: dict) -> str:
+    """What the metadata says about a kept weight tie ('' without metadata)."""
+    found = [_module_and_parameters(node, metadata) for node in nodes]
+    if any(f is None for f in found):
+        return ""
+    modules = [m for m, _ in found]
+    if len(set(modules)) == 1:
+        return f"; one module instance ({modules[0]}) called repeatedly"
+    lacking = [m for m, params in found if not params]
+    if lacking:
+        return f"; {lacking[0]} reads no parameter of its own (a tied parameter)"
+    return "; the readers read one parameter placeholder"
 
 
 def _is_float(tensor: gs.Constant) -> bool:
