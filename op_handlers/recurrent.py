@@ -75,7 +75,7 @@ class RecurrentHandler(OpHandler):
     def macs(self, node, ctx: ShapeView) -> int:
         x, w, r = ctx.shape(ctx.input(0)), ctx.shape(ctx.input(1)), ctx.shape(ctx.input(2))
         layout = int(ctx.attr("layout", 0))
-        steps = x[1 - layout] if isinstance(x[1 - layout], int) else 1
+        steps = x[layout] if isinstance(x[layout], int) else 1  # X: [seq, batch, in] (layout 0) or [batch, seq, in]
         return steps * static_product(w[:2]) * (static_product(w[2:3]) + static_product(r[2:3]))
 
 

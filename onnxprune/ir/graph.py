@@ -82,6 +82,12 @@ def proto_graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
     return found
 
 
+def _static_dims(value: onnx.ValueInfoProto) -> int:
+    """How many dims of a value's shape are static (-1 without a shape)."""
+    tensor = value.type.tensor_type
+    return sum(d.HasField("dim_value") for d in tensor.shape.dim) if tensor.HasField("shape") else -1
+
+
 def copy_body_value_info(source: onnx.GraphProto, target: onnx.GraphProto) -> None:
     """Give every body of ``target`` the value_info of the same body in ``source`` (shape inference's result; nodes
     are matched by their outputs): ONNX writes what it infers inside bodies there, not at the top."""
@@ -96,9 +102,10 @@ def copy_body_value_info(source: onnx.GraphProto, target: onnx.GraphProto) -> No
                 outputs = {o.name for o in sub_dst.output}
                 del sub_dst.value_info[:]
                 sub_dst.value_info.extend(v for v in sub_src.value_info if v.name not in outputs)
-                for out, found in zip(sub_dst.output, sub_src.output):
-                    if not out.type.tensor_type.HasField("shape") and found.type.tensor_type.HasField("shape"):
-                        out.CopyFrom(found)
+                for out, found in [*zip(sub_dst.input, sub_src.input), *zip(sub_dst.output, sub_src.output)]:
+                    if _static_dims(found) > _static_dims(out) or (
+                            not out.type.tensor_type.HasField("shape") and found.type.tensor_type.HasField("shape")):
+                        out.CopyFrom(found)  # inference merged what the body declared: it knows at least as much
                 copy_body_value_info(sub_src, sub_dst)
 
 

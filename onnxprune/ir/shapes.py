@@ -15,6 +15,7 @@ from onnx import shape_inference
 from onnxprune.errors import ModelLoadError, ShapeError
 from onnxprune.ir.contrib import with_contrib_shapes
 from onnxprune.ir.graph import copy_body_value_info, copy_graph
+from onnxprune.ir.loop_state import type_loop_state
 from onnxprune.ir.shape_fallback import fill_untyped
 from onnxprune.ir.shape_values import rule_for
 from onnxprune.ir.shape_view import ShapeView, UnknownShape
@@ -61,6 +62,7 @@ def infer_shapes(model: onnx.ModelProto, isolate: bool = False, weights: dict[st
         elif init.name not in declared:
             graph.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     inferred = _infer_strictly(with_contrib_shapes(view), isolate=isolate)
+    inferred = type_loop_state(inferred, lambda typed: _infer_strictly(typed, isolate=isolate))
     copy_body_value_info(inferred.graph, model.graph)  # what inference learned inside If/Loop/Scan bodies
     fill_untyped(inferred, model, weights)
     del model.graph.value_info[:]
