@@ -220,3 +220,43 @@ def recurrent_loop_model(seed: int = 0) -> onnx.ModelProto:
 def recurrent_scan_model(seed: int = 0) -> onnx.ModelProto:
     """The tanh RNN over x [N, T, 6] as a Scan over axis 1: state h [N, 10], scan output [N, T, 10]."""
     return _recurrent(_SCAN, 1, seed)
+
+
+# ------------------------------------------------------------------------------------ scripted loops over time
+class ScriptedTanhRNN(nn.Module):
+    """h_t = tanh(inp(x_t) + rec(h_(t-1))) over x [N, T, 6] by a Python ``for`` over time, then a classifier of
+    the final state (``stacked``: of the final state plus the mean of every step's state, collected in a list and
+    ``torch.stack``-ed, which the TorchScript exporter writes as SequenceInsert / ConcatFromSequence)."""
+
+    def __init__(self, hidden: int = 10, stacked: bool = False):
+        super().__init__()
+        self.hidden, self.stacked = hidden, stacked
+        self.inp, self.rec, self.fc = nn.Linear(6, hidden), nn.Linear(hidden, hidden, bias=False), nn.Linear(hidden, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros(x.shape[0], self.hidden)
+        steps: list[torch.Tensor] = []
+        for t in range(x.shape[1]):
+            h = torch.tanh(self.inp(x[:, t]) + self.rec(h))
+            if self.stacked:
+                steps.append(h)
+        if self.stacked:
+            h = h + torch.stack(steps, 1).mean(1)
+        return self.fc(h)
+
+
+def export_scripted_rnn(path: str | os.PathLike, stacked: bool = False) -> str:
+    """Export ``ScriptedTanhRNN`` (seeded) through ``torch.jit.script`` and the TorchScript exporter (opset 17) as a
+    Loop over time, batch and time dynamic; checked with ``onnx.checker``. Raises ExportError."""
+    path = os.fspath(path)
+    torch.manual_seed(0)
+    module = torch.jit.script(ScriptedTanhRNN(stacked=stacked).eval())
+    try:
+        with _quiet():
+            torch.onnx.export(module, (torch.randn(2, 5, 6),), path, dynamo=False, input_names=["x"],
+                              output_names=["y"], dynamic_axes={"x": {0: "batch", 1: "time"}, "y": {0: "batch"}},
+                              opset_version=17)
+    except Exception as e:
+        raise ExportError(f"TorchScript export of the scripted RNN failed: {e}") from e
+    _check(path, "scripted RNN (torchscript)")
+    return path
