@@ -7,8 +7,8 @@ original, the pruned and the pruned-and-reconstructed model.
   tf2onnx's optimizer pushes the NHWC Transposes out of the conv stack; the Flatten stays a Transpose + Reshape.
 - ``lstm``: Embedding -> LSTM -> Dense on a synthetic recall task (which of two key tokens came first); tf2onnx
   writes one ONNX ``LSTM``.
-- ``gru``: Keras 3's GRU (``reset_after``) is converted to a ``Loop`` over time steps, not to ONNX ``GRU``; its
-  groups are refused with the reason (the Loop is opaque) and the Dense head still prunes.
+- ``gru``: Keras 3's GRU (``reset_after``) is converted to a ``Loop`` over time steps, not to ONNX ``GRU``, its
+  weights carried through the loop as state; the hidden width prunes inside the body, mask-exact.
 
 Skipped where tensorflow or tf2onnx is not installed (both are in the ``test`` extra).
 """
@@ -21,7 +21,6 @@ import numpy as np
 import onnx
 import pytest
 
-import onnxprune as op
 from onnxprune.runtime import make_session
 from tests.support.real_export_check import prune_and_check
 from tests.support.trained import digits_data
@@ -117,6 +116,8 @@ def test_keras_model_prunes_exactly_and_reconstruction_recovers_accuracy(keras_e
     assert base > (0.9 if kind == "cnn" else 0.8), base
     pruned = prune_and_check(path, tmp_path, BATCHES, ratio=ratio)
     assert pruned.macs["after"] < (1 - ratio / 2) * pruned.macs["before"], pruned.macs
+    if kind == "lstm":  # every one of the 12 steps counts (X is [seq, batch, 16] after tf2onnx's Transpose)
+        assert pruned.macs["before"] == SEQ * 4 * 32 * (16 + 32) + 32 * 32 + 32 * CLASSES, pruned.macs
     structural = accuracy(pruned.model, data["test"])
     calib = {"x": data["calib"][0]}
     refit = prune_and_check(path, tmp_path, BATCHES, oracle=False, ratio=ratio, calib=calib)
@@ -128,12 +129,20 @@ def test_keras_model_prunes_exactly_and_reconstruction_recovers_accuracy(keras_e
 
 
 @pytest.mark.slow
-def test_keras_gru_loop_is_refused_with_the_reason_and_the_head_prunes(keras_export, tmp_path):
+def test_keras_gru_loop_prunes_its_hidden_width_exactly(keras_export, tmp_path):
+    """The GRU's weights are loop-carried state of tf2onnx's Loop (passed through unchanged) and its hidden state h
+    is [batch, 32]; with the state typed (``onnxprune.ir.loop_state``) the hidden width is one group across the
+    body's Split gate blocks, and removing units is mask-exact (the oracle masks h inside the body every step)."""
     path, data = keras_export("gru")
     assert "Loop" in {n.op_type for n in onnx.load(path).graph.node}
     pruned = prune_and_check(path, tmp_path, BATCHES, ratio=0.5)
-    dg = op.analyse_model(path)
-    blocked = [r for g in dg.channel_groups() if not g.prunable for r in g.blocked_reasons]
-    assert any("Loop node" in r for r in blocked), blocked
-    assert pruned.report["groups"]["pruned"] >= 1
-    assert accuracy(path, data["test"]) > 0.8
+    dg = pruned.plan.depgraph
+    hidden = [g for g in dg.prunable_groups() if g.root.tensor.startswith("sequential_1/gru_1/")]
+    assert hidden and {g.size for g in hidden} == {32}, [(g.root, g.size) for g in dg.prunable_groups()]
+    untyped = [r for g in dg.channel_groups() for r in g.blocked_reasons if "could not type the body" in r]
+    assert not untyped, untyped
+    assert pruned.report["macs"]["before"] == 12 * 3 * 32 * (16 + 32) + 32 * 32 + 32 * CLASSES  # body x 12 trips
+    assert pruned.report["macs"]["after"] < 0.5 * pruned.report["macs"]["before"], pruned.report["macs"]
+    base, structural = accuracy(path, data["test"]), accuracy(pruned.model, data["test"])
+    print(f"keras gru ratio 0.5: accuracy {base:.3f} -> pruned {structural:.3f}; MACs {pruned.report['macs']}")
+    assert base > 0.8
