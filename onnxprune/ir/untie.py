@@ -279,3 +279,38 @@ def _equal(a: gs.Constant, b: gs.Constant) -> bool:
     if tuple(a.shape or ()) != tuple(b.shape or ()) or a.dtype != b.dtype:
         return False
     return bool(np.array_equal(np.asarray(a.values), np.asarray(b.values)))
+
+
+# the attribute a torch module keeps a parameter of each role under (the last word of a role, see ``_role``)
+_ATTRIBUTES = {"scale": ("weight",), "bias": ("bias",), "mean": ("running_mean",), "variance": ("running_var",),
+               "weight": ("weight", "in_proj_weight"), "data": ("weight",)}
+
+
+def module_scope(node_name: str, metadata: dict) -> str | None:
+    """The innermost module scope the dynamo exporter wrote for node ``node_name`` (None without metadata)."""
+    props = dict(metadata.get(node_name, ()))
+    try:
+        scopes = [str(s) for s in ast.literal_eval(props[_SCOPES_KEY])]
+    except (KeyError, ValueError, SyntaxError):
+        return None
+    return scopes[-2] if len(scopes) >= 2 and scopes[-2] else None
+
+
+def framework_parameter(origin: dict, metadata: dict) -> str | None:
+    """The torch parameter or buffer the use ``origin`` (``TieDecision.origin``) really read: its node's module
+    scope plus the attribute of its role, when the node's FX node names that placeholder (``p_net_4_weight`` /
+    ``b_net_4_running_var``); None when the metadata does not show it."""
+    scope = module_scope(str(origin.get("node")), metadata)
+    props = dict(metadata.get(str(origin.get("node")), ()))
+    if scope is None or _FX_KEY not in props:
+        return None
+    arguments = set(re.findall(r"%([pb]_\w+)", props[_FX_KEY].split("args =", 1)[-1]))
+    word = str(origin.get("role", "")).split()[-1] if origin.get("role") else ""
+    mangled = scope.replace(".", "_")
+    found = [a for a in _ATTRIBUTES.get(word, ()) if {f"p_{mangled}_{a}", f"b_{mangled}_{a}"} & arguments]
+    return f"{scope}.{found[0]}" if len(found) == 1 else None
+
+
+def role_attributes(role: str) -> tuple[str, ...]:
+    """The attribute names a torch module keeps a parameter of ``role`` (a ``TieDecision`` role) under."""
+    return _ATTRIBUTES.get(role.split()[-1] if role else "", ())

@@ -10,8 +10,12 @@ own ``PlanSettings`` gives the same groups, and each plan entry matches exactly 
 JSON (``schema_version`` 2): ``criterion``, ``ratio``, ``settings`` (the analysis options), ``exact`` (whether every
 pruned group is mask-exact), ``groups`` (id, signature, root, size, exact, removed units, members with their removed
 indices), ``initializers`` (shape and kept indices per pruned axis), ``parameters`` (the same under the framework
-parameter names that folded initializers came from) and ``notes``. Plans without ``schema_version`` (written before
-it existed) are matched by root tensor and axis, and refused where that is ambiguous.
+parameter names that folded initializers came from, and the parameters untied copies stand for) and ``notes``.
+An untied copy (``bn.weight__untied1``, ``onnxprune.ir.untie``) carries ``untied_from`` in ``initializers``: the
+constant it was untied from, the node and input it was made for, the role there and (dynamo) the node's module
+scope; ``parameter`` when the exporter's metadata names the framework parameter that node read. Plans without
+``schema_version`` (written before it existed) are matched by root tensor and axis, and refused where that is
+ambiguous.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from onnxprune.analysis import AnalysisOptions, DependencyGraph, Group, analyse_
 from onnxprune.axes import ChannelAxis
 from onnxprune.errors import OnnxPruneError, PruneError
 from onnxprune.ir.provenance import source_entries
+from onnxprune.ir.untie import framework_parameter, module_scope
 from onnxprune.scoring import Scores
 
 SCHEMA_VERSION = 2
@@ -191,11 +196,13 @@ class Plan:
                 size = tensor.shape[axis.axis]
                 entry["kept"][str(axis.axis)] = np.setdiff1d(np.arange(size), idx).tolist()
         sources = getattr(dg.loaded, "sources", None) or {}
+        parameters = source_entries(sources, initializers)
+        parameters.update(_untied_entries(dg, initializers))
         return {"schema_version": SCHEMA_VERSION, "criterion": self.criterion, "ratio": self.ratio,
                 "settings": settings.to_dict(), "refit": self.refit,
                 "exact": all(dg.group(g).exact for g, units in self.groups.items() if len(units)),
                 "groups": groups, "initializers": initializers,
-                "parameters": source_entries(sources, initializers), "notes": list(self.notes)}
+                "parameters": parameters, "notes": list(self.notes)}
 
     def save(self, path: str | os.PathLike, dg: DependencyGraph | None = None) -> None:
         """Write ``to_dict`` as indented JSON to ``path``."""
@@ -251,6 +258,27 @@ class Plan:
         """The settings a plan JSON records (defaults for plans written before they were recorded): analyse the
         original with ``settings_of(plan).analyse(original)`` before ``Plan.load``."""
         return PlanSettings.from_dict(read_plan_json(source).get("settings") or {})
+
+
+def _untied_entries(dg: DependencyGraph, initializers: dict[str, dict]) -> dict[str, dict]:
+    """Name the origin of each untied copy in ``initializers`` (``untied_from``: the constant it was untied from,
+    the node and input it was made for, that node's role and module scope), and return {framework parameter:
+    {"from": copy, "kept": ...}} for the copies whose parameter the exporter's node metadata names."""
+    metadata = getattr(getattr(dg, "loaded", None), "node_metadata", None) or {}
+    parameters = {}
+    for decision in getattr(dg, "ties", []):
+        for copy in decision.copies:
+            origin = decision.origin(copy)
+            if origin is None or copy not in initializers:
+                continue
+            scope = module_scope(str(origin["node"]), metadata)
+            initializers[copy]["untied_from"] = {**origin, **({"scope": scope} if scope else {})}
+            parameter = framework_parameter(origin, metadata)
+            if parameter is not None:
+                initializers[copy]["parameter"] = parameter
+                if parameter != copy:
+                    parameters[parameter] = {"from": copy, "kept": dict(initializers[copy]["kept"])}
+    return parameters
 
 
 def _channel_group(dg: DependencyGraph, gid) -> Group:

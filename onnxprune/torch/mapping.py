@@ -14,6 +14,10 @@ So an initializer is located in three steps:
    checking ``W * gamma / sqrt(var + eps)`` against the ONNX weight), a Conv bias the folding made up, LSTM/GRU
    weights whose gate blocks ONNX orders differently from torch (i-o-f-c vs i-f-g-o; z-r-h vs r-z-n).
 
+An untied copy (``bn.weight__untied1``: ``onnxprune.ir.untie``) and the constant it was untied from stand for the
+parameter of the one node each was made for: found by that node's role, by the parameter the dynamo metadata names,
+or by its module's tensor of the role's attribute name (a fresh BatchNorm's weight and running_var are both ones).
+
 Each match is a list of :class:`Target` (torch tensor, torch axis per ONNX axis, index map); a value check backs
 every name-based match too, so a wrong guess is an error, never a silently wrong model.
 """
@@ -30,6 +34,7 @@ import torch
 from torch import nn
 
 from onnxprune.errors import OnnxPruneError
+from onnxprune.ir.untie import framework_parameter, role_attributes
 
 # ONNX gate block g holds torch's gate block _GATES[op][g] (LSTM: ONNX i,o,f,c; torch i,f,g,o. GRU: z,r,h; r,z,n).
 _GATES = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2), "RNN": (0,)}
@@ -130,6 +135,9 @@ class Locator:
             self.tensors.setdefault(name, t)
         self.modules = dict(module.named_modules(remove_duplicate=False))
         self._bn_cache: dict[str, str | None] = {}
+        # untied copies (and the constants they were untied from): the one use each stands for (ir/untie.py)
+        self.untied = {c: d.origin(c) for d in getattr(dg, "ties", None) or [] if d.untied for c in d.copies}
+        self.node_metadata = dict(getattr(loaded, "node_metadata", None) or {})
 
     # ---------------------------------------------------------------------------------------------- helpers
     def _value(self, name: str) -> np.ndarray:
@@ -156,6 +164,10 @@ class Locator:
     def locate(self, name: str, axes: list[int]) -> Mapping:
         """The mapping of initializer ``name`` for its pruned ONNX ``axes``; TorchMappingError if none is found."""
         value = self._value(name)
+        if name in self.untied:
+            found = self._untied(name, value, self.untied[name])
+            if found is not None:
+                return found
         consumers = self._consumers(name)
         for node in consumers:
             role = self._by_role(name, value, node)
@@ -166,6 +178,34 @@ class Locator:
             return self._merged(name, value, direct)
         found = self._by_scope(name, value, axes)
         return found if found.exporter_constant else self._merged(name, value, found)
+
+    def _untied(self, name: str, value: np.ndarray, origin: dict) -> Mapping | None:
+        """An untied copy (or the constant it was untied from) stands for the parameter of the one node it was
+        made for: found by that node's role (a Conv's), the parameter its dynamo metadata names, or a tensor of
+        that node's module with its role's attribute name and equal values (a fresh BatchNorm's weight and
+        running_var are both ones: the role decides)."""
+        node = next((n for n in self._consumers(name) if n.name == origin["node"]), None)
+        if node is None:
+            return None
+        found = self._by_role(name, value, node)
+        if found is not None:
+            return found
+        parameter = framework_parameter(origin, self.node_metadata)
+        if parameter is not None:
+            found = self._named(name, value, parameter, list(range(value.ndim)))
+            if found is not None:
+                found.how += f" (untied copy of '{origin['initializer']}' for {node.op} '{node.name}')"
+                return found
+        attributes = role_attributes(str(origin.get("role", "")))
+        for scope in self._scope_modules(node):
+            for attribute in attributes:
+                tensor = f"{scope}.{attribute}" if scope else attribute
+                if tensor in self.tensors and match_value(value, self._torch(tensor), True) is not None:
+                    found = self._by_value(name, value, scope, prefer=tensor)
+                    if found is not None:
+                        found.how += f" (untied copy of '{origin['initializer']}' for {node.op} '{node.name}')"
+                        return found
+        return None
 
     def _by_scope(self, name: str, value: np.ndarray, axes: list[int]) -> Mapping:
         consumers = self._consumers(name)
@@ -235,12 +275,12 @@ class Locator:
             return None  # same name, other values (a Conv weight with BN folded in is handled by role)
         return result
 
-    def _by_value(self, name: str, value: np.ndarray, scope: str) -> Mapping | None:
-        """A tensor of module ``scope`` (its own first, then its children's) equal to ``value`` reshaped,
-        transposed or sliced."""
+    def _by_value(self, name: str, value: np.ndarray, scope: str, prefer: str | None = None) -> Mapping | None:
+        """A tensor of module ``scope`` (``prefer`` first, then its own, then its children's) equal to ``value``
+        reshaped, transposed or sliced."""
         prefix = f"{scope}." if scope else ""
         owned = [n for n in self.tensors if n.startswith(prefix)]
-        owned.sort(key=lambda n: n.count("."))
+        owned.sort(key=lambda n: (n != prefer, n.count(".")))
         for whole in (True, False):  # a tensor equal to the whole value before one it is a slice of
             for tname in owned:
                 found = match_value(value, self._torch(tname), whole)
@@ -316,7 +356,10 @@ class Locator:
         else:
             out_axis = 1 if conv.transposed else 0
             channels = weight.shape[out_axis]
-            for bn_name, bn in self.modules.items():
+            # the BatchNorm defined next after the conv first: fresh BNs of one width all fold alike
+            order = list(self.modules.items())
+            at = next((k for k, (m, _) in enumerate(order) if m == scope), 0)
+            for bn_name, bn in order[at:] + order[:at]:
                 if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.num_features != channels \
                         or bn.running_var is None:
                     continue

@@ -9,46 +9,13 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from onnxprune.models.densenet_fresh import NarrowDenseNet, SharedLayerMLP
 from torch import nn
 
 import onnxprune as op
 from onnxprune import models
 from onnxprune.ir.untie import untie_constants
 from onnxprune.validation.oracle import compare, masked_model
-
-
-class _DenseLayer(nn.Module):
-    def __init__(self, channels: int, growth: int):
-        super().__init__()
-        self.body = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, 2 * growth, 1, bias=False),
-                                  nn.BatchNorm2d(2 * growth), nn.ReLU(), nn.Conv2d(2 * growth, growth, 3, padding=1,
-                                                                                    bias=False))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, self.body(x)], 1)
-
-
-class NarrowDenseNet(nn.Module):
-    """DenseNet-style (pre-activation BN after Concat, transition, final BN), 8-wide, freshly initialised: every BN
-    of one width has the same scale (ones), bias, mean and variance, which the dynamo exporter merges into one."""
-
-    def __init__(self, growth: int = 8):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-        channels = 16
-        for _ in range(2):
-            layers.append(_DenseLayer(channels, growth))
-            channels += growth
-        layers += [nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, 16, 1, bias=False), nn.AvgPool2d(2)]
-        channels = 16
-        for _ in range(2):
-            layers.append(_DenseLayer(channels, growth))
-            channels += growth
-        layers += [nn.BatchNorm2d(channels), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 10)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 def _fresh(ctor):
@@ -238,3 +205,58 @@ def test_densenet121_fresh_init_has_the_same_groups_with_both_exporters(tmp_path
     paths = models.export_variants(spec, tmp_path, ("torchscript", "dynamo"), (False,))
     counts = {e: len(op.analyse_model(p).channel_groups()) for (e, _), p in paths.items()}
     assert counts["dynamo"] == counts["torchscript"] >= 120, counts
+
+
+# ---------------------------------------------------------------------------------------------- module evidence
+def test_deep_copied_encoder_layers_give_one_heads_group_per_layer(exported_model):
+    """nn.TransformerEncoder deep-copies its layer: at init both layers' out_proj weights are equal and the dynamo
+    exporter writes one initializer read by both layers' Gemms; its node metadata shows two module instances each
+    reading a parameter of its own, so the weight is untied and the heads groups are per layer, as TorchScript's."""
+    groups = {}
+    for exporter in ("torchscript", "dynamo"):
+        dg = op.analyse_model(exported_model("torch_encoder", exporter, False))
+        groups[exporter] = sorted(g.size for g in dg.prunable_groups())
+        if exporter == "dynamo":
+            weights = [d for d in dg.ties if any("Gemm weight" in r for r in d.roles)]
+            assert weights and all(d.untied for d in weights)
+            assert all("separate modules: encoder.layers.0.self_attn, encoder.layers.1.self_attn" in d.reason
+                       for d in weights)
+    assert groups["dynamo"] == groups["torchscript"] == [8, 8, 32, 64, 64]  # two heads groups, one per layer
+
+
+@pytest.fixture(scope="module")
+def albert_like(tmp_path_factory) -> dict[str, str]:
+    def inputs(batch: int = 2) -> tuple[torch.Tensor, ...]:
+        return (torch.randn(batch, 8, generator=torch.Generator().manual_seed(batch)),)
+    spec = models.ModelSpec("albert_like", _fresh(SharedLayerMLP), inputs, ("x",),
+                            {"x": {0: "batch"}, "output": {0: "batch"}}, "mlp")
+    paths = models.export_variants(spec, tmp_path_factory.mktemp("albert"), ("torchscript", "dynamo"), (False,))
+    return {exporter: path for (exporter, _), path in paths.items()}
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_one_layer_applied_twice_keeps_its_tie(albert_like, exporter):
+    """ALBERT-style sharing (one module called twice) is a real tie with both exporters: one hidden group spans both
+    calls; dynamo's metadata says the module instance was called repeatedly."""
+    dg = op.analyse_model(albert_like[exporter])
+    kept = {d.name: d for d in dg.ties if not d.untied}
+    assert {"layer.0.weight", "layer.2.weight"} <= set(kept)
+    if exporter == "dynamo":
+        assert "one module instance (layer.0) called repeatedly" in kept["layer.0.weight"].reason
+        assert "layer.0.bias" in kept  # the bias of the repeated module is tied too
+    hidden = dg.group_of("layer.0.weight", 0)
+    assert len(hidden) == 1 and hidden[0].prunable and hidden[0].size == 32
+    plan = {hidden[0].id: [1, 5, 30]}
+    result = op.apply_plan(dg, plan)
+    onnx.checker.check_model(result.model, full_check=True)
+    shapes = {t.name: tuple(t.dims) for t in result.model.graph.initializer}
+    assert shapes["layer.0.weight"] == (29, 16)  # still one tensor, read by both calls
+    comparison = compare(masked_model(dg, plan), result.exported, oracle=True)
+    assert comparison.passed and comparison.max_abs_diff < 1e-5
+
+
+def test_without_metadata_a_shared_weight_stays_tied():
+    """The rule needs the exporter's evidence: the same two-layer graph with no metadata keeps its weight tie."""
+    model = _tied_lm()
+    decisions = untie_constants(op.load(model).graph, {})
+    assert [(d.name, d.untied) for d in decisions] == [("E", False)]
