@@ -19,7 +19,7 @@ from onnxprune.ir.reading import _EXTERNAL_FILES, _check_tensor_data, default_op
 from onnxprune.ir.shape_values import rule_for
 from onnxprune.ir.shape_view import ShapeView, UnknownShape
 from onnxprune.ir.shapes import _check_shapes, infer_shapes, refresh_shapes, set_input_shapes
-from onnxprune.ir.weight_folding import fold_weight_nodes, grows, needs_constant
+from onnxprune.ir.weight_folding import computes_from_constants, fold_weight_nodes, grows, needing_readers
 
 _MAX_FOLD_ROUNDS = 64  # each ShuffleNetV2 unit's shuffle target needs the previous unit's shapes: one round per unit
 
@@ -147,13 +147,17 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
             return True
         larger = grows(node)  # None: not known yet (its size comes from a shape computation folded this round)
         if larger is False:
+            for t in node.inputs:  # a noted value folded further: the note follows it (to the constant written)
+                if t.name in grown and len(node.outputs) == 1 and computes_from_constants(node):
+                    grown.setdefault(node.outputs[0].name, grown.pop(t.name))
             return False
-        if not needs_constant(node):
+        needing = needing_readers(node)
+        if not needing:
             return True
         out = node.outputs[0]
         if larger is None:
             return False
-        readers = ", ".join(f"{r.op} '{r.name}'" for r in out.outputs)
+        readers = ", ".join(f"{r.op} '{r.name}'" for r in needing)
         grown[out.name] = (f"folded '{out.name}' ({node.op} '{node.name}', {int(np.prod(out.shape))} values) "
                            f"although it is larger than what it replaced: {readers} needs it as a constant to prune")
         return False

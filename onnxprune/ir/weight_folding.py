@@ -15,9 +15,11 @@ Shapes and element types come from shape inference, so analysis sees the same gr
 **No growth.** A node whose folded output would take more bytes than the inputs it reads (``grows``: zeros of a
 static shape from ``ConstantOfShape(Shape(h))``, ``Range(0, N)``, a relative-position table gathered into a
 [heads, L, L] bias, ``Expand``/``Tile`` of a constant) is not folded, by ordinary folding either: the written model
-keeps the small subgraph, and its handlers rewrite the constant shape entries a pruned width sits in. It is folded
-only where a handler needs the value as a constant to prune (``needs_constant``: a Conv/Gemm/norm parameter slot),
-and the load says so (``LoadedModel.grown``).
+keeps the small subgraph, and its handlers rewrite the constant shape entries a pruned width sits in. A float value
+grows too when it is small (``Range(0, 8)`` of three scalars); integer values of at most WEIGHT_MIN_ELEMENTS
+elements (shapes, indices, axes) always fold. A grown value is folded only where a handler needs it as a constant
+to prune (``needing_readers``: a Conv/Gemm/norm parameter slot, or a small value sliced where it meets an
+activation, as a timestep embedding's frequencies), and the load says so (``LoadedModel.grown``).
 """
 
 from __future__ import annotations
@@ -88,26 +90,87 @@ MAY_GROW = {"Range", "ConstantOfShape", "Expand", "Tile", "OneHot", "EyeLike", "
 
 
 def grows(node: gs.Node) -> bool | None:
-    """Whether folding ``node`` would write a constant of more than WEIGHT_MIN_ELEMENTS elements that takes more
-    bytes than all its inputs together (shape-like values, at most WEIGHT_MIN_ELEMENTS elements, always fold);
-    None when a size is unknown and ``node`` is one of MAY_GROW (then it cannot be told yet)."""
-    if len(node.outputs) != 1:
+    """Whether folding ``node`` would write a constant that takes more bytes than all its inputs together: any
+    such float value, and integer/bool values of more than WEIGHT_MIN_ELEMENTS elements (smaller ones are shapes,
+    indices and axes, which always fold); None when a size is unknown and ``node`` is one of MAY_GROW (then it
+    cannot be told yet)."""
+    if len(node.outputs) != 1 or node.op == "Constant":  # a Constant node's value is the model's own
         return False
     out = node.outputs[0]
     size = _nbytes(out)
     inputs = [_nbytes(t) for t in node.inputs if t.name]
     if size is None or None in inputs:
         return None if node.op in MAY_GROW else False
-    return int(np.prod(out.shape)) > WEIGHT_MIN_ELEMENTS and size > sum(inputs)
+    if size <= sum(inputs):
+        return False
+    # integer/bool values this small are shapes, indices and axes: folded as ordinary folding does
+    return int(np.prod(out.shape)) > WEIGHT_MIN_ELEMENTS or np.dtype(out.dtype).kind in "fc"
 
 
 def needs_constant(node: gs.Node) -> bool:
-    """Whether a reader of ``node``'s output takes it as a parameter (PARAMETER_SLOTS), which must be a constant
-    for its handler to slice it."""
+    """Whether a handler needs ``node``'s output as a constant to prune (see ``needing_readers``)."""
+    return bool(needing_readers(node))
+
+
+def needing_readers(node: gs.Node) -> list[gs.Node]:
+    """The readers that need ``node``'s output as a constant to prune: one that takes it as a parameter
+    (PARAMETER_SLOTS, sliced by its handler); and, for a value of more than one and at most WEIGHT_MIN_ELEMENTS
+    elements, the first op that meets it (or what constant computation makes of it: ``exp(-c * Range(0, 8))``,
+    the frequencies of a timestep embedding) with an activation: its handler couples the value's axes with the
+    activation's and slices it (while ``Range``, left in the graph, makes its axis a position axis, never a
+    channel). A scalar, broadcast everywhere, is never sliced. Larger values stay subgraphs whose handlers rewrite
+    the shape entries a pruned width sits in (the module docstring's 'No growth')."""
     out = node.outputs[0] if len(node.outputs) == 1 else None
-    return out is not None and any(
-        reader.inputs[k] is out for reader in out.outputs for k in PARAMETER_SLOTS.get(reader.op, ())
-        if k < len(reader.inputs))
+    if out is None:
+        return []
+    readers = [reader for reader in out.outputs for k in PARAMETER_SLOTS.get(reader.op, ())
+               if k < len(reader.inputs) and reader.inputs[k] is out]
+    shape = out.shape
+    if readers or shape is None or not all(isinstance(d, int) for d in shape):
+        return readers
+    if not 1 < int(np.prod(shape)) <= WEIGHT_MIN_ELEMENTS:
+        return []
+    return _meeting_activations(out, {}, set())
+
+
+def _meeting_activations(value: gs.Tensor, memo: dict, seen: set) -> list[gs.Node]:
+    """The nodes where ``value``, followed through nodes that compute from constants only, meets an activation."""
+    found = []
+    for reader in value.outputs:
+        if id(reader) in seen:
+            continue
+        seen.add(id(reader))
+        if all(_constant_computed(t, memo) for t in reader.inputs if t.name and t is not value):
+            for out in reader.outputs:
+                found += _meeting_activations(out, memo, seen)
+        else:
+            found.append(reader)
+    return found
+
+
+def computes_from_constants(node: gs.Node) -> bool:
+    """Whether every input of ``node`` is a constant or computed from constants and static shapes only (so
+    folding turns its outputs into constants)."""
+    memo: dict = {}
+    return all(_constant_computed(t, memo) for t in node.inputs if t.name)
+
+
+def _constant_computed(tensor: gs.Tensor, memo: dict) -> bool:
+    """Whether ``tensor`` is a constant, or computed from constants and static shapes only (what folding makes a
+    constant)."""
+    if isinstance(tensor, gs.Constant):
+        return True
+    if tensor.name not in memo:
+        memo[tensor.name] = False  # a cycle (never in a valid graph) stays not constant
+        producer = tensor.inputs[0] if tensor.inputs else None
+        if producer is None or any(isinstance(v, gs.Graph) for v in producer.attrs.values()):
+            memo[tensor.name] = False
+        elif producer.op == "Shape":
+            shape = producer.inputs[0].shape
+            memo[tensor.name] = shape is not None and all(isinstance(d, int) for d in shape)
+        else:
+            memo[tensor.name] = all(_constant_computed(t, memo) for t in producer.inputs if t.name)
+    return memo[tensor.name]
 
 
 def is_weight(tensor: gs.Tensor) -> bool:
