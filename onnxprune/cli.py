@@ -203,6 +203,10 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
                    "<i>__<input> for samples of different shapes), or a directory of them. Turns on reconstruction.")
 @click.option("--calib-holdout", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Fraction of the calibration samples never used to fit, only to measure.")
+@click.option("--calib-mode", type=click.Choice(["auto", "samples", "feeds"]), default="auto", show_default=True,
+              help="How --calib is split into samples: along the inputs' common sample axis ('samples'), one whole "
+                   "feed (an .npz, or one <i>__ key set) per sample for inputs that share no sample axis, e.g. a "
+                   "graph's x [nodes, F] and edge_index [2, edges] ('feeds'), or whichever the data shows ('auto').")
 @click.option("--reconstruct/--no-reconstruct", default=None,
               help="Refit the layers that read pruned channels on the calibration data (default: on with --calib).")
 @click.option("--allocate", type=click.Choice(["uniform", "sensitivity"]), default="uniform", show_default=True,
@@ -243,7 +247,7 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
 @clean_errors
 def prune(input_path: str, output_path: str, ratio: float, criterion: str, global_ranking: bool,
           round_to: int | None, max_ratio: float, ignore: tuple[str, ...], calib: str | None, calib_holdout: float,
-          reconstruct: bool | None, allocate: str, min_agreement: float | None, optimize: str,
+          calib_mode: str, reconstruct: bool | None, allocate: str, min_agreement: float | None, optimize: str,
           html_path: str | None, input_shapes: tuple[str, ...], target_macs: float | None,
           target_params: float | None, seed: int, report_path: str | None, plan_path: str | None,
           no_validate: bool, provider: str, max_drift: float | None, heads_ratio: float | None, no_hidden: bool,
@@ -260,7 +264,7 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
                            factor_policy=factor_policy, heads_ratio=heads_ratio, no_hidden=no_hidden,
                            initializer_inputs=prune_initializer_inputs, max_drift=max_drift,
                            min_agreement=min_agreement, reconstruct=reconstruct, calib_holdout=calib_holdout,
-                           allocate=allocate, optimize=optimize, html=html_path)
+                           calib_mode=calib_mode, allocate=allocate, optimize=optimize, html=html_path)
     report = prune_file(input_path, output_path, options, report_path=report_path, plan_path=plan_path,
                         progress=_progress())
     if cache_axes and genai_config_path(input_path) is not None:

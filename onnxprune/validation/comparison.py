@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxprune.data.calibration import calibration_batches
+from onnxprune.data.batching import prepare_calibration
 from onnxprune.errors import ValidationError
 from onnxprune.runtime import (
     ModelSource,
@@ -108,12 +108,13 @@ class Comparison:
     def summary(self) -> str:
         """A short form for ``prune``'s report line."""
         verdict = "PASSED" if self.passed else "FAILED"
+        on = f" on {self.inputs}" if self.inputs else ""
         if self.oracle:
-            return f"{verdict} (mask oracle, max abs diff {self.max_abs_diff:.2e})"
+            return f"{verdict} (mask oracle, max abs diff {self.max_abs_diff:.2e}{on})"
         top1 = "" if self.top1_agreement is None else f", top-1 {self.top1_agreement:.0%}"
         why = f"; {self.note}" if self.note else ""
         return (f"{verdict} (drift {self.drift:.3g}, allowed {self.max_drift:.3g}: max |diff| "
-                f"{self.max_abs_diff:.3g}, cosine {self.cosine:.4f}{top1}{why})")
+                f"{self.max_abs_diff:.3g}, cosine {self.cosine:.4f}{top1}{on}{why})")
 
 
 def max_abs_diff(ref: np.ndarray, got: np.ndarray) -> float:
@@ -158,21 +159,26 @@ def output_figures(name: str, ref: np.ndarray, got: np.ndarray) -> dict:
 def input_feeds(session, calib, batch: int, seed: int = 0, model: ModelSource | None = None,
                 shapes: dict[str, list] | None = None) -> tuple[list, str]:
     """Feed dicts for ``session``'s inputs and a description of them: ``batch`` random samples, or up to
-    MAX_CALIBRATION_SAMPLES samples of ``calib`` (an .npz path or {input: array}, cast to the input types; split
-    into batches by ``calibration_batches`` on ``model``). Random samples are sized by ``shapes`` (the user's
-    ``--input-shape``) first, then as ``example_inputs`` chooses."""
+    MAX_CALIBRATION_SAMPLES samples of ``calib`` (an .npz path or {input: array}, a Calibration, ...: cast to the
+    input types, batched by ``prepare_calibration`` on ``model``, nothing held out); whole-feed calibration (graphs,
+    inputs that share no sample axis) is counted, and described, in feeds. Random samples are sized by ``shapes``
+    (the user's ``--input-shape``) first, then as ``example_inputs`` chooses."""
     if calib is None:  # inputs the model runs on: ids below their tables, symbolic sizes it accepts
         feeds = (example_inputs(model, session, batch=batch, seed=seed, shapes=shapes) if model is not None
                  else random_inputs(session, batch=batch, seed=seed))
         return [feeds], f"{_leading(feeds)} random samples (seed {seed})"
     types = {i.name: _NUMPY_TYPES.get(i.type) for i in session.get_inputs()}
+    calibration = prepare_calibration(model, calib, holdout=0.0, batch_size=16)
+    whole = calibration.whole_feeds  # one feed per sample (a graph): its first dimension counts nodes, not samples
     batches, used = [], 0
-    for feeds in calibration_batches(model, calib, batch_size=16):
+    for feeds in calibration.fit:
         feeds = {n: np.asarray(a, dtype=types.get(n)) for n, a in feeds.items()}
         batches.append(feeds)
-        used += _leading(feeds)
+        used += 1 if whole else _leading(feeds)
         if used >= MAX_CALIBRATION_SAMPLES:
             break
+    if whole:
+        return batches, f"{used} whole calibration feed{'s' if used != 1 else ''}"
     return batches, f"{used} calibration samples"
 
 
