@@ -26,6 +26,8 @@ _VALUE_PRESERVING = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Fla
                      "Slice", "Tile"}
 # Ops whose input 1 indexes input 0 along attribute ``axis`` (default 0).
 _INDEXING = {"Gather", "GatherElements", "ScatterElements", "Scatter"}
+# Fused lookups: {op: {id input index: index of the table input whose rows (axis 0) it indexes}}.
+_LOOKUPS = {"EmbedLayerNormalization": {0: 2, 1: 4, 8: 3}}  # input_ids, segment_ids, position_ids (com.microsoft)
 # Symbolic sizes tried, in order, for dims that are neither the batch nor given by the user.
 SPATIAL_CANDIDATES = (64, 32, 128, 224, 256, 320, 512)
 SEQUENCE_CANDIDATES = (16, 8, 32, 64, 128)
@@ -46,7 +48,8 @@ class InputSpec:
 
 def integer_bounds(model: onnx.ModelProto) -> dict[str, int]:
     """{integer graph input: exclusive upper bound} for inputs whose values index a constant table along a
-    Gather's axis (followed through ops that keep values, such as Cast, Unsqueeze, Reshape)."""
+    Gather's axis or the rows of a fused lookup's table (EmbedLayerNormalization's word, segment and position
+    tables), followed through ops that keep values, such as Cast, Unsqueeze, Reshape."""
     consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
     for node in model.graph.node:
         for k, name in enumerate(node.input):
@@ -70,6 +73,10 @@ def integer_bounds(model: onnx.ModelProto) -> dict[str, int]:
                     axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
                     dims = tables[node.input[0]]
                     found.append(dims[axis % len(dims)])
+                elif k in _LOOKUPS.get(node.op_type, {}):
+                    table = _LOOKUPS[node.op_type][k]
+                    if table < len(node.input) and node.input[table] in tables:
+                        found.append(tables[node.input[table]][0])
                 elif node.op_type in _VALUE_PRESERVING and k == 0:
                     for out in node.output:
                         if out not in seen:
