@@ -173,14 +173,8 @@ rnn (float[N,T,6] x) => (float[N,3] y) <float[6,10] wx, float[10,10] wh, float[1
   y = Gemm <transB = 1> (both, w_fc, b_fc)
 }"""
 
-_LOOP = """
-  trip_1d = Slice (shape, one, t_axis)
-  trip = Squeeze (trip_1d)
-  go = Constant <value = bool {1}> ()
-  h_final, steps = Loop (trip, go, h0) <body = cell (int64 i, bool c, float[N,10] h) => (bool c_out, float[N,10] h_new,
-                                                                                        float[N,10] h_step) {
-      c_out = Identity (c)
-      x_t = Gather <axis = 1> (x, i)
+# The tanh RNN cell both bodies run: h_new = tanh(x_t wx + h wh + b), also emitted as the step's scan output.
+_CELL = """
       xw = MatMul (x_t, wx)
       hw = MatMul (h, wh)
       pre = Add (xw, hw)
@@ -189,17 +183,19 @@ _LOOP = """
       h_step = Identity (h_new)
   }>"""
 
+_LOOP = """
+  trip_1d = Slice (shape, one, t_axis)
+  trip = Squeeze (trip_1d)
+  go = Constant <value = bool {1}> ()
+  h_final, steps = Loop (trip, go, h0) <body = cell (int64 i, bool c, float[N,10] h) => (bool c_out, float[N,10] h_new,
+                                                                                        float[N,10] h_step) {
+      c_out = Identity (c)
+      x_t = Gather <axis = 1> (x, i)""" + _CELL
+
 _SCAN = """
   h_final, steps = Scan (h0, x) <num_scan_inputs = 1, scan_input_axes = [1], scan_output_axes = [1],
                                  body = cell (float[N,10] h, float[N,6] x_t) =>
-                                             (float[N,10] h_new, float[N,10] h_step) {
-      xw = MatMul (x_t, wx)
-      hw = MatMul (h, wh)
-      pre = Add (xw, hw)
-      pre_b = Add (pre, b)
-      h_new = Tanh (pre_b)
-      h_step = Identity (h_new)
-  }>"""
+                                             (float[N,10] h_new, float[N,10] h_step) {""" + _CELL
 
 
 def _recurrent(body: str, step_axis: int, seed: int) -> onnx.ModelProto:
