@@ -70,7 +70,7 @@ def macs_shapes(graph: gs.Graph, source, shapes: dict[str, list] | None = None,
         return {name: [1, *np.shape(array)[1:]] for name, array in feeds.items()}
     proto = source.proto if isinstance(source, ExportedModel) else source
     try:
-        chosen = example_inputs(proto, make_session(source, "cpu"), batch=1, shapes=shapes)
+        chosen = example_inputs(proto, make_session(source, "cpu", prepack=False), batch=1, shapes=shapes)
     except Exception:  # no inputs the model runs on: MACs are counted with symbolic dims as 1 (and say so)
         return None
     return {name: list(np.shape(array)) for name, array in chosen.items()}

@@ -6,6 +6,9 @@ drift from the original otherwise, on the logits."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Callable
+
 import numpy as np
 import onnx
 
@@ -72,23 +75,28 @@ def vocab_of(model: onnx.ModelProto) -> int:
                      "last dim on its first output")
 
 
-def compare_decoder(reference: ModelSource, candidate: ModelSource, head_size: int, vocab: int, *,
+def compare_decoder(reference: ModelSource | Callable[[], ModelSource], candidate: ModelSource, head_size: int,
+                    vocab: int, *,
                     batch: int = 2, length: int = 7, seed: int = 0, oracle: bool = True,
                     max_drift: float = DEFAULT_MAX_DRIFT, provider: str = "cpu",
                     ids: np.ndarray | None = None) -> Comparison:
     """Run both decoders on the same prompts with empty caches and compare their logits (the first output)
     with ``compare_arrays``'s oracle tolerance (``oracle``) or drift criterion (1 - cosine of the logits, at most
-    ``max_drift``). Prompts: ``ids`` [batch, sequence], else ``batch`` random ones of ``length`` tokens."""
+    ``max_drift``). Prompts: ``ids`` [batch, sequence], else ``batch`` random ones of ``length`` tokens. Either
+    model may be a callable that builds it: it is called when its session is made and released after."""
     given = ids is not None
     if ids is None:
         ids = np.random.default_rng(seed).integers(0, vocab, size=(batch, length))
     batch, length = ids.shape
     resolved = available_provider(provider)
     logits = []
-    for model in (reference, candidate):
-        session = make_session(model, provider, fuse=False)
+    for model in (reference, candidate):  # one session at a time, without pre-packed weight copies
+        if callable(model):  # built only now, and dropped (with its graph) before the next session
+            model = model()
+        session = make_session(model, provider, fuse=False, prepack=False)
         logits.append(session.run([session.get_outputs()[0].name], decoder_feeds(session, head_size, ids))[0])
-        del session
+        del session, model
+        gc.collect()  # graphs are cyclic: free an oracle's arrays now, not at some later collection
     figures = output_figures("logits", logits[0], logits[1])
     reason = "" if logits[0].shape == logits[1].shape else f"logits shape {logits[0].shape} became {logits[1].shape}"
     worst = figures.get("max_abs_diff", float("inf"))
@@ -123,7 +131,7 @@ def validate_decoder(plan: Plan, pruned: ModelSource, *, provider: str = "auto",
     analysed = original if original is not None else export_graph(dg.graph, dg.loaded)
     head_size, vocab = head_size_of(_proto(analysed)), vocab_of(_proto(analysed))
     if plan.exact and not plan.refit:
-        found = compare_decoder(masked_model(dg, plan.groups), pruned, head_size, vocab, seed=seed,
+        found = compare_decoder(lambda: masked_model(dg, plan.groups), pruned, head_size, vocab, seed=seed,
                                 provider=provider)
         found.exact = True
         return found

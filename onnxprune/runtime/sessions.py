@@ -89,11 +89,13 @@ def check_runtime(runtime: str, provider: str = "auto") -> None:
 
 
 def make_session(model: ModelSource, provider: str = "auto", threads: int = 0, fuse: bool = True,
-                 runtime: str = "onnxruntime") -> ort.InferenceSession | OpenVinoSession:
+                 runtime: str = "onnxruntime", prepack: bool = True) -> ort.InferenceSession | OpenVinoSession:
     """An InferenceSession on ``model`` (proto or path) with logging quiet. ``fuse=False`` keeps onnxruntime to
     its basic, exact graph rewrites: its fusions may compute differently (QDQ pairs fused into integer kernels
     round differently), which a comparison of two models must not see. ``runtime="openvino"``: an
-    OpenVinoSession instead (f32 on the CPU plugin; ``provider`` must be 'auto', ``fuse`` does not apply)."""
+    OpenVinoSession instead (f32 on the CPU plugin; ``provider`` must be 'auto', ``fuse`` does not apply).
+    ``prepack=False``: onnxruntime keeps no pre-packed copy of each MatMul/Gemm weight (a second copy of the
+    model's weights in memory); sessions that run a few batches (checks, validation) need none."""
     check_runtime(runtime, provider)
     if runtime == "openvino":
         return OpenVinoSession(model, threads)
@@ -103,6 +105,8 @@ def make_session(model: ModelSource, provider: str = "auto", threads: int = 0, f
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     if threads:
         options.intra_op_num_threads = threads
+    if not prepack:
+        options.add_session_config_entry("session.disable_prepacking", "1")
     if isinstance(model, ExportedModel):
         if model.data_dir is not None:  # big models keep their weights in export's private folder
             options.add_session_config_entry("session.model_external_initializers_file_folder_path", model.data_dir)

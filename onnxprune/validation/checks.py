@@ -42,7 +42,7 @@ def check_model(model: ModelSource, original: Callable[[], ModelSource] | None =
         where = f"{os.fspath(model)} fails" if isinstance(model, (str, os.PathLike)) else "the pruned model fails"
         raise ValidationError(f"{where} onnx.checker: {error}")
     try:
-        make_session(model, provider="cpu")
+        make_session(model, provider="cpu", prepack=False)
     except Exception as exc:
         if original is not None and not _loads(original()):
             raise ValidationError(f"onnxruntime cannot load this model, before pruning either: {exc}") from None
@@ -51,7 +51,7 @@ def check_model(model: ModelSource, original: Callable[[], ModelSource] | None =
 
 def _loads(model: ModelSource) -> bool:
     try:
-        make_session(model, provider="cpu")
+        make_session(model, provider="cpu", prepack=False)
     except Exception:
         return False
     return True

@@ -210,7 +210,7 @@ def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[d
     check_runtime(runtime)
     batch = batch or (ORACLE_BATCH if oracle else DRIFT_BATCH)
     try:
-        ref_session = make_session(reference, provider, fuse=False)
+        ref_session = make_session(reference, provider, fuse=False, prepack=False)
         ref_provider = ref_session.get_providers()[0]
         if feeds is None:
             batches, inputs = input_feeds(ref_session, calib, batch, seed, reference, shapes)
@@ -224,7 +224,7 @@ def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[d
         raise ValidationError(f"onnxruntime cannot run the {'mask oracle' if oracle else 'original'} model: "
                               f"{exc}") from None
     try:
-        got_session = (make_session(candidate, provider, fuse=False) if runtime == "onnxruntime" else
+        got_session = (make_session(candidate, provider, fuse=False, prepack=False) if runtime == "onnxruntime" else
                        make_session(candidate, "auto", fuse=False, runtime=runtime))
         gots = [got_session.run(None, f) for f in batches]
         used = got_session.get_providers()[0]
