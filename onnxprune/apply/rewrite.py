@@ -4,7 +4,6 @@ update activation shapes. Returns the rewritten graph; exporting, saving and che
 from __future__ import annotations
 
 import functools
-import gc
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -63,7 +62,6 @@ def apply_plan(dg: DependencyGraph, plan: dict[int, Iterable[int]]) -> PruneResu
     Raises PruneError for an invalid plan or a node its handler cannot rewrite."""
     plan = {int(g): sorted({int(u) for u in units}) for g, units in plan.items()}
     removed = dg.resolve(plan)
-    gc.collect()  # a dropped earlier result (a planning trial) is cyclic garbage holding its sliced weights
     return PruneResult(graph=_pruned_graph(dg, removed), removed=removed, plan=plan, loaded=dg.loaded)
 
 

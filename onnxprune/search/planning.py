@@ -10,6 +10,7 @@ that keeps an accuracy target on held-out calibration data (``onnxprune.search.t
 
 from __future__ import annotations
 
+import gc
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -42,6 +43,7 @@ def drop_failing_groups(dg, plan: dict[int, list[int]], notes: list[str]) -> dic
     """Back off from groups whose pruning the handlers cannot apply (PruneError), one by one."""
     try:
         apply_plan(dg, plan)
+        gc.collect()  # the trial result is cyclic garbage holding sliced weights: free it before the real apply
         return plan
     except PruneError:
         pass
