@@ -58,7 +58,7 @@ def export_graph(graph: gs.Graph, loaded=None, external_threshold: int | None = 
     bytes of constants are staged the same way but marked ``single_file`` (saving writes them as one file)."""
     threshold = EXTERNAL_THRESHOLD if external_threshold is None else external_threshold
     constants = [t for t in graph.tensors().values() if isinstance(t, gs.Constant)]
-    total = sum(_nbytes(t) for t in constants)
+    total = constant_bytes(graph)
     if total > threshold or getattr(loaded, "external_data", False):
         exported = _export_external(graph, [t for t in constants if _nbytes(t) >= TENSOR_MIN_BYTES])
     elif total > STAGE_THRESHOLD and external_threshold is None:
@@ -87,6 +87,11 @@ def export_graph(graph: gs.Graph, loaded=None, external_threshold: int | None = 
                 del body.value_info[:]
                 body.value_info.extend(kept)
     return exported
+
+
+def constant_bytes(graph: gs.Graph) -> int:
+    """Bytes of every constant of ``graph``, measured without loading lazy values."""
+    return sum(_nbytes(t) for t in graph.tensors().values() if isinstance(t, gs.Constant))
 
 
 def _nbytes(tensor: gs.Constant) -> int:
