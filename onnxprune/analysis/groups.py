@@ -26,7 +26,8 @@ class Group:
     """One prunable unit family: ``members[axis]`` is a (size, k) array, row i = indices of ``axis`` in unit i."""
 
     def __init__(self, gid: int, root: ChannelAxis, members: dict[ChannelAxis, np.ndarray], kind: str,
-                 blocked: list[str], inexact: list[str], depgraph: DependencyGraph, labels: frozenset = frozenset()):
+                 blocked: list[str], inexact: list[str], depgraph: DependencyGraph, labels: frozenset = frozenset(),
+                 blocks: np.ndarray | None = None):
         self.id = gid
         self.root = root
         self.members = members
@@ -35,6 +36,7 @@ class Group:
         self.inexact_reasons = inexact
         self.depgraph = depgraph
         self.labels = labels  # what handlers named its axes: 'heads', 'head_dim', 'normalized' (see label())
+        self.blocks = blocks  # block of each unit where a member declared equal blocks (see equal_blocks()), or None
 
     @property
     def size(self) -> int:
@@ -49,6 +51,18 @@ class Group:
             wanted = self.depgraph.record.multiples.get(axis, 1)
             result = math.lcm(result, wanted // math.gcd(wanted, table.shape[1]))
         return result
+
+    def check_blocks(self, units: np.ndarray) -> str | None:
+        """Why removing ``units`` breaks the group's equal blocks (a different count per block, or a whole block),
+        or None when it does not (or the group has no blocks)."""
+        if self.blocks is None or not len(units):
+            return None
+        sizes = np.bincount(self.blocks)
+        counts = np.bincount(self.blocks[units], minlength=len(sizes))
+        if np.all(counts == counts[0]) and counts[0] < sizes[0]:
+            return None
+        return (f"its units form {len(sizes)} blocks of {sizes[0]} (query heads per KV group) and a pruning must "
+                f"remove the same count from every block, keeping at least one; got {counts.tolist()} per block")
 
     @property
     def prunable(self) -> bool:
@@ -73,7 +87,9 @@ class Group:
         """A readable printout: one line per member axis (tensor, axis, op, how units map to indices)."""
         state = "prunable" if self.prunable else ("blocked" if self.kind == "channel" else "non-channel")
         lines = [f"Group {self.id}: root {self.root}, {self.size} {self.unit_name()}, {state}"
-                 + ("" if self.exact else " (not mask-exact)")]
+                 + ("" if self.exact else " (not mask-exact)")
+                 + ("" if self.blocks is None else f", {int(self.blocks.max()) + 1} equal blocks (same count removed "
+                                                   "from each)")]
         for axis, table in self.members.items():
             tensor = self.depgraph.tensors.get(axis.tensor)
             kind = "const" if isinstance(tensor, gs.Constant) else "act"
@@ -104,7 +120,7 @@ class Group:
     def to_dict(self) -> dict:
         """JSON-ready description of the group."""
         return {"id": self.id, "root": {"tensor": self.root.tensor, "axis": self.root.axis}, "size": self.size,
-                "labels": sorted(self.labels),
+                "labels": sorted(self.labels), "blocks": None if self.blocks is None else int(self.blocks.max()) + 1,
                 "prunable": self.prunable, "exact": self.exact, "blocked": self.blocked_reasons,
                 "not_exact": self.inexact_reasons, "ties": [d.to_dict() for d in self.ties()],
                 "members": [{"tensor": ax.tensor, "axis": ax.axis, "indices_per_channel": int(t.shape[1]),
@@ -116,6 +132,19 @@ class Group:
 
 def _is_float_constant(tensor) -> bool:
     return isinstance(tensor, gs.Constant) and np.issubdtype(np.dtype(tensor.dtype), np.floating)
+
+
+def _unit_blocks(members: dict[ChannelAxis, np.ndarray], record: AnalysisRecord) -> np.ndarray | None:
+    """Block id of each unit (0, 1, ...) from the members declared as equal consecutive blocks (a unit's block is
+    where its first index falls; several declarations combine), or None when no member declared blocks."""
+    keys = []
+    for axis, table in members.items():
+        if axis in record.equal_blocks:
+            keys.append(table[:, 0] // (record.static_size(axis) // record.equal_blocks[axis]))
+    if not keys:
+        return None
+    _, blocks = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
+    return blocks.reshape(-1).astype(np.int64)
 
 
 def _describe(table: np.ndarray) -> str:
@@ -244,7 +273,11 @@ class DependencyGraph:
                 blocked.append(f"removing any channel would empty tensor '{ax.tensor}' axis {ax.axis}")
         inexact = [f"{ax}: {record.inexact[ax]}" for ax in members if ax in record.inexact]
         labels = frozenset(tag for ax in members for tag in record.labels.get(ax, ()))
-        return Group(-1, root, members, kind, blocked, inexact, self, labels)
+        blocks = _unit_blocks(members, record)
+        if blocks is not None and len(set(np.bincount(blocks).tolist())) > 1:
+            blocked.append(f"its units fall into blocks of different sizes {np.bincount(blocks).tolist()}, which "
+                           "must lose the same count each")
+        return Group(-1, root, members, kind, blocked, inexact, self, labels, blocks)
 
     # -- queries -----------------------------------------------------------------------------------------------
     def channel_groups(self) -> list[Group]:
@@ -279,6 +312,9 @@ class DependencyGraph:
                 raise PruneError(f"group {gid} (root {group.root}) cannot be pruned: {why}")
             if units.min() < 0 or units.max() >= group.size:
                 raise PruneError(f"group {gid} has {group.size} channels; got index {int(units.max())}")
+            broken = group.check_blocks(units)
+            if broken:
+                raise PruneError(f"group {gid} (root {group.root}) cannot lose units {units.tolist()}: {broken}")
             for axis, table in group.members.items():
                 if axis.tensor in self.tensors:  # not a packed axis (a factor riding in a dynamic dim)
                     removed.setdefault(axis, []).append(table[units].ravel())

@@ -130,6 +130,31 @@ class AnalysisContext(ShapeView):
         rounds to it by default; correctness never depends on it)."""
         self._record.multiples[axis] = max(multiple, self._record.multiples.get(axis, 1))
 
+    def equal_blocks(self, axis: ChannelAxis, blocks: int) -> None:
+        """The indices of ``axis`` form ``blocks`` equal consecutive blocks, and a pruning must take the same count
+        from every block and keep at least one in each (query heads inside the KV groups of grouped-query
+        attention). Groups with a member so declared carry the constraint (``Group.blocks``); selection honours
+        it and ``resolve`` refuses plans that break it."""
+        size = self._record.static_size(axis)
+        if size is None or blocks <= 1:
+            return
+        if size % blocks:
+            self.block(axis, f"{self.where()} splits it into {blocks} equal blocks, but its size is {size}")
+            return
+        self._record.equal_blocks[axis] = blocks
+
+    def keep_indices(self, axis: ChannelAxis, indices: Sequence[int], reason: str) -> None:
+        """Forbid removing ``indices`` of ``axis`` while its other indices stay prunable (the KV channels of a
+        packed QKV projection when only query heads are units): they are coupled to a virtual axis that is
+        blocked with ``reason``, so every group holding one of them is blocked and the others are untouched."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if self._record.static_size(axis) is None or not len(idx):
+            return
+        virtual = ChannelAxis(f"{axis.tensor}[axis {axis.axis}: kept by {self.node.name}]", 0)
+        self._record.virtual_size(virtual, len(idx))
+        self._record.add_edge(axis, virtual, idx, np.arange(len(idx)), self.node)
+        self.block(virtual, f"{reason} ({self.where()})")
+
     def granularity(self, axis: ChannelAxis, block_size: int, reason: str) -> None:
         """Indices of ``axis`` can only be removed in whole aligned blocks of ``block_size`` (couples each block)."""
         size = self._record.static_size(axis)

@@ -1,6 +1,6 @@
 """What handlers read and write while the analysis runs: the options (``AnalysisOptions``) and the record of
 their declarations (``AnalysisRecord``: couplings between axis indices, blocks, non-channel axes, inexact axes,
-labels, producer axes and preferred multiples)."""
+labels, producer axes, preferred multiples and equal blocks)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import onnx_graphsurgeon as gs
 
 from onnxprune.axes import ChannelAxis
 from onnxprune.ir.shape_view import tensor_shape
+
+
+ATTENTION_UNITS = ("kv_groups", "query_heads")
 
 
 @dataclass
@@ -26,6 +29,10 @@ class AnalysisOptions:
         attention's repeat_kv, [b, kv, n_rep, t, hd] -> [b, kv * n_rep, t, hd]); None = factor_policy. With
         factor_policy 'leading', 'leading' here removes whole KV groups (a KV head with all its query heads) and
         'trailing' removes the same query heads from every KV group (every KV head stays).
+    attention_units: what one unit of a fused grouped-query attention (com.microsoft GroupQueryAttention) is:
+        'kv_groups' (default: a KV head with every query head that reads it; the KV cache follows) or 'query_heads'
+        (one query head; the same count goes from every KV group, and KV heads and the cache stay). Both cannot be
+        units of one analysis: a query head's channels would join its KV group's unit and its own.
     """
 
     protect_io: bool = True
@@ -33,7 +40,12 @@ class AnalysisOptions:
     allowed_io_axes: set[ChannelAxis] = field(default_factory=set)
     factor_policy: str = "largest"
     repeat_policy: str | None = None
+    attention_units: str = "kv_groups"
     max_rounds: int = 4
+
+    def __post_init__(self) -> None:
+        if self.attention_units not in ATTENTION_UNITS:
+            raise ValueError(f"attention_units must be one of {ATTENTION_UNITS}, got {self.attention_units!r}")
 
 
 class AnalysisRecord:
@@ -51,6 +63,7 @@ class AnalysisRecord:
         self.producers: list[ChannelAxis] = []
         self.labels: dict[ChannelAxis, set[str]] = {}
         self.multiples: dict[ChannelAxis, int] = {}
+        self.equal_blocks: dict[ChannelAxis, int] = {}  # axis -> its units form this many equal consecutive blocks
         self.packed: dict[ChannelAxis, tuple[int, bool, ChannelAxis]] = {}  # see pack()
         self._sizes: dict[ChannelAxis, int | None] = {}
 
@@ -64,6 +77,11 @@ class AnalysisRecord:
             self.packed[axis] = (factor, inner, virtual)
             self._sizes[virtual] = factor
         return self.packed[axis][2]
+
+    def virtual_size(self, axis: ChannelAxis, size: int) -> None:
+        """Give a virtual axis (not a tensor of the graph, see ``pack`` and ``AnalysisContext.keep_indices``) its
+        size."""
+        self._sizes[axis] = size
 
     def static_size(self, axis: ChannelAxis) -> int | None:
         """Static size of an axis, or None when dynamic or unknown."""

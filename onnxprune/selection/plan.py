@@ -44,12 +44,13 @@ class PlanSettings:
     """How the model a plan was made from was analysed, and what selection was told about heads and the hidden
     width: ``analyse`` with these gives the same groups again.
 
-    factor_policy / repeat_policy / protect_io / allowed_io_axes: the ``AnalysisOptions`` (factor_policy is the one
-        the analysis ran with: 'leading' whenever heads_ratio was given).
+    factor_policy / repeat_policy / protect_io / allowed_io_axes / attention_units: the ``AnalysisOptions``
+        (factor_policy is the one the analysis ran with: 'leading' whenever heads_ratio was given; attention_units
+        'query_heads' for the query-head pass of ``--query-heads-ratio``).
     input_shapes: the ``--input-shape`` values ({input name: dims}). initializer_inputs: the loader's policy for
         initializers listed as graph inputs ('auto' | 'protect' | 'prune').
-    heads_ratio / no_hidden: the selection options that decided which groups were pruned (recorded for the reader;
-        they do not change the groups).
+    heads_ratio / query_heads_ratio / no_hidden: the selection options that decided which groups were pruned
+        (recorded for the reader; they do not change the groups).
     """
 
     factor_policy: str = "largest"
@@ -60,6 +61,8 @@ class PlanSettings:
     no_hidden: bool = False
     protect_io: bool = True
     allowed_io_axes: tuple[ChannelAxis, ...] = ()
+    attention_units: str = "kv_groups"
+    query_heads_ratio: float | None = None
 
     @classmethod
     def of(cls, dg: DependencyGraph, **given) -> PlanSettings:
@@ -69,13 +72,15 @@ class PlanSettings:
         loaded = getattr(dg, "loaded", None)
         found = {"factor_policy": options.factor_policy, "repeat_policy": options.repeat_policy,
                  "protect_io": options.protect_io, "allowed_io_axes": tuple(sorted(options.allowed_io_axes)),
+                 "attention_units": options.attention_units,
                  "initializer_inputs": loaded.initializer_inputs if loaded is not None else "auto"}
         return cls(**{**found, **given})
 
     def analysis_options(self) -> AnalysisOptions:
         """The AnalysisOptions these settings stand for."""
         return AnalysisOptions(factor_policy=self.factor_policy, repeat_policy=self.repeat_policy,
-                               protect_io=self.protect_io, allowed_io_axes=set(self.allowed_io_axes))
+                               protect_io=self.protect_io, allowed_io_axes=set(self.allowed_io_axes),
+                               attention_units=self.attention_units)
 
     def analyse(self, source) -> DependencyGraph:
         """``analyse_model(source)`` with these settings."""
@@ -88,7 +93,8 @@ class PlanSettings:
                 "input_shapes": {k: list(v) for k, v in self.input_shapes.items()},
                 "initializer_inputs": self.initializer_inputs, "heads_ratio": self.heads_ratio,
                 "no_hidden": self.no_hidden, "protect_io": self.protect_io,
-                "allowed_io_axes": [{"tensor": a.tensor, "axis": a.axis} for a in self.allowed_io_axes]}
+                "allowed_io_axes": [{"tensor": a.tensor, "axis": a.axis} for a in self.allowed_io_axes],
+                "attention_units": self.attention_units, "query_heads_ratio": self.query_heads_ratio}
 
     @classmethod
     def from_dict(cls, data: dict) -> PlanSettings:
