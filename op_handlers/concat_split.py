@@ -97,11 +97,10 @@ class SliceHandler(OpHandler):
         try:
             bounds = self._bounds(node, ctx, lambda axis: ctx.size(x, axis))
         except ValueError as exc:
-            bounds, reason = None, str(exc)
-        else:
-            reason = "Slice bounds are computed at run time"
+            ctx.block_all(str(exc))
+            return
         if bounds is None:
-            ctx.block_all(reason)
+            self._runtime_bounds(ctx, x, y)
             return
         for k, (axis, *_) in enumerate(bounds if ctx.opset() >= 10 and ctx.const(ctx.input(2)) is None else ()):
             ctx.identity(ctx.axis(*trace_shape_element(ctx, ctx.input(2), k)), ctx.axis(x, axis))  # read by Shape
@@ -120,9 +119,29 @@ class SliceHandler(OpHandler):
             n = max(0, end - start)
             ctx.couple(ctx.axis(x, axis), ctx.axis(y, axis), start + np.arange(n), np.arange(n))
 
+    @staticmethod
+    def _runtime_bounds(ctx: AnalysisContext, x, y) -> None:
+        """Bounds computed at run time on constant axes (rotate_half after onnxruntime's optimizer:
+        ``q[..., Shape(q)[3] / 2:]``): the sliced axes are blocked, the others map one to one."""
+        reason = "Slice bounds are computed at run time"
+        count = ctx.numel(ctx.input(1)) if ctx.opset() >= 10 else None
+        axes = axes_argument(ctx, 3) if count is not None else None
+        if count is None or (axes is not None and len(axes) != count):
+            ctx.block_all(reason)
+            return
+        sliced = {int(a) % ctx.rank(x) for a in (range(count) if axes is None else axes)}
+        for axis in range(ctx.rank(x)):
+            if axis in sliced:
+                for tensor in (x, y):
+                    ctx.block(ctx.axis(tensor, axis), f"{reason} ({ctx.where()})")
+            else:
+                ctx.identity(ctx.axis(x, axis), ctx.axis(y, axis))
+
     def rewrite(self, node, ctx: RewriteContext) -> None:
         x, y = ctx.input(0), ctx.output(0)
         bounds = self._bounds(node, ctx, lambda axis: ctx.old_size(x, axis) or ctx.size(x, axis))
+        if bounds is None:  # bounds computed at run time: only axes it does not slice were pruned
+            return
         if ctx.opset() < 10:
             starts, ends = list(ctx.attr("starts")), list(ctx.attr("ends"))
         else:

@@ -202,3 +202,27 @@ def test_strided_channel_slice_blocks():
     assert not dg.prunable_groups()
     (g,) = dg.group_of("wa", 0)
     assert any("every 2-th entry" in r for r in g.blocked_reasons)
+
+
+@pytest.mark.parametrize("axis,prunable", [(3, True), (1, False)])
+def test_slice_with_run_time_bounds_blocks_only_the_axes_it_slices(axis, prunable):
+    # rotate_half after onnxruntime's optimizer: q[..., Shape(q)[3] / 2:], a start computed at run time
+    dg = analyse(header(13) + """
+    agraph (float[N,3,4,T] x) => (float[N,2,4,M] y) <float[6,3,1,1] wa, float[2,6,1,1] wc, int64 three, int64 two,
+                                                     int64[1] zero, int64[1] en, int64[1] ax> {
+      a = Conv (x, wa)
+      shape = Shape (a)
+      t = Gather <axis=0> (shape, three)
+      half = Div (t, two)
+      st = Unsqueeze (half, zero)
+      s = Slice (a, st, en, ax)
+      y = Conv (s, wc)
+    }""", three=np.array(3), two=np.array(2), zero=np.array([0]), en=np.array([BIG]), ax=np.array([axis]))
+    (g,) = dg.group_of("wa", 0)
+    if not prunable:
+        assert not dg.prunable_groups() and any("computed at run time" in r for r in g.blocked_reasons)
+        return
+    assert table(g, "s", 1) == [[i] for i in range(6)]
+    check_all_prunable(dg, expect=1)
+    model = checked_prune(dg, {g.id: [0, 4]}).model
+    assert initializer(model, "wc").shape == (2, 4, 1, 1)
