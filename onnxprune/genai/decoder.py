@@ -42,7 +42,8 @@ def decoder_feeds(session, head_size: int, ids: np.ndarray) -> dict[str, np.ndar
 
 
 def head_size_of(model: onnx.ModelProto) -> int:
-    """The head size of the decoder's attention (its first GroupQueryAttention/MultiHeadAttention node)."""
+    """The head size of the decoder's attention (its first GroupQueryAttention/MultiHeadAttention node), else the
+    static last dim of its KV-cache inputs [batch, kv_heads, past, head_size] (plain exports: optimum's)."""
     shapes = {i.name: list(i.dims) for i in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type in ("GroupQueryAttention", "MultiHeadAttention"):
@@ -57,7 +58,12 @@ def head_size_of(model: onnx.ModelProto) -> int:
             packed = len(node.input) < 2 or not node.input[1]
             heads, kv = attrs["num_heads"], attrs.get("kv_num_heads", attrs["num_heads"])
             return width // (heads + 2 * kv) if packed else width // heads
-    raise ValueError("no GroupQueryAttention/MultiHeadAttention node with a constant projection before it")
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if value.name.startswith("past") and len(dims) == 4 and dims[3].HasField("dim_value"):
+            return int(dims[3].dim_value)
+    raise ValueError("cannot tell the decoder's head size: no GroupQueryAttention/MultiHeadAttention node with a "
+                     "constant projection before it and no KV-cache input past* with a static last dim")
 
 
 def vocab_of(model: onnx.ModelProto) -> int:
