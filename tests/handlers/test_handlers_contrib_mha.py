@@ -14,6 +14,7 @@ import copy
 
 import numpy as np
 import onnx
+import pytest
 from onnx import helper, numpy_helper
 
 import onnxprune as op
@@ -25,22 +26,23 @@ from tests.support.handlers_util import analyse, attribute, group_of, initialize
 MS = '<ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>'
 
 
-def _unpacked(model: onnx.ModelProto, packed: str) -> onnx.ModelProto:
-    """``model`` with every MultiHeadAttention's packed input ('qkv': the query [B, S, N, 3, H]; 'kv': the key
+def _unpacked(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with every MultiHeadAttention's packed input (a query alone: [B, S, N, 3, H]; a key without value:
     [B, L, N, 2, H]) split into 3-D tensors [B, S, N*H] by Gather on axis 3 and Reshape."""
     model = copy.deepcopy(model)
-    graph, parts = model.graph, 3 if packed == "qkv" else 2
+    graph = model.graph
     graph.initializer.extend([numpy_helper.from_array(np.array([0, 0, -1], np.int64), "unpack_shape")] + [
-        numpy_helper.from_array(np.array(i, np.int64), f"unpack_{i}") for i in range(parts)])
+        numpy_helper.from_array(np.array(i, np.int64), f"unpack_{i}") for i in range(3)])
     nodes = []
     for node in graph.node:
-        if node.op_type == "MultiHeadAttention":
-            source, names = node.input[0 if packed == "qkv" else 1], []
+        inputs = list(node.input) + [""] * max(0, 3 - len(node.input))
+        parts = 3 if not inputs[1] else 2 if not inputs[2] else 0
+        if node.op_type == "MultiHeadAttention" and parts:
+            source, names = inputs[3 - parts], []
             for i in range(parts):
                 nodes.append(helper.make_node("Gather", [source, f"unpack_{i}"], [f"{source}_part{i}"], axis=3))
                 nodes.append(helper.make_node("Reshape", [f"{source}_part{i}", "unpack_shape"], [f"{source}_{i}"]))
                 names.append(f"{source}_{i}")
-            inputs = list(node.input) + [""] * max(0, 3 - len(node.input))
             inputs[3 - parts:3] = names
             del node.input[:]
             node.input.extend(inputs)
@@ -59,14 +61,15 @@ def _cut(removed: dict, name: str, values: np.ndarray) -> np.ndarray:
     return values
 
 
-def assert_oracle(dg: op.DependencyGraph, plan: dict, packed: str = "") -> onnx.ModelProto:
+def assert_oracle(dg: op.DependencyGraph, plan: dict, packed: bool = False, inputs: dict | None = None
+                  ) -> onnx.ModelProto:
     """Prune (checker full_check, onnxruntime session), then run the pruned model and the mask oracle on the same
-    random inputs (the pruned model gets them without the removed indices of allowed inputs) and require equal
-    outputs once the oracle's outputs lose the removed indices. Returns the pruned model."""
+    inputs (random, or ``inputs``; the pruned model gets them without the removed indices of allowed inputs) and
+    require equal outputs once the oracle's outputs lose the removed indices. Returns the pruned model."""
     pruned = checked_prune(dg, plan).model
     masked = op.masked_model(dg, plan).proto
     if packed:
-        masked, pruned_run = _unpacked(masked, packed), _unpacked(pruned, packed)
+        masked, pruned_run = _unpacked(masked), _unpacked(pruned)
     else:
         pruned_run = pruned
     removed = dg.resolve(plan)
@@ -76,6 +79,7 @@ def assert_oracle(dg: op.DependencyGraph, plan: dict, packed: str = "") -> onnx.
         shape = [d.dim_value for d in info.type.tensor_type.shape.dim]
         dtype = helper.tensor_dtype_to_np_dtype(info.type.tensor_type.elem_type)
         feeds[info.name] = np.ones(shape, dtype) if dtype == np.int32 else rng.standard_normal(shape).astype(dtype)
+    feeds.update(inputs or {})
     refs = make_session(masked, "cpu", fuse=False).run(None, feeds)
     gots = make_session(pruned_run, "cpu", fuse=False).run(None, {k: _cut(removed, k, v) for k, v in feeds.items()})
     for info, ref, got in zip(pruned.graph.output, refs, gots):  # the oracle's outputs are renamed, same order
@@ -109,7 +113,7 @@ def test_packed_qkv_prunes_whole_heads():
     assert table(heads, "b", 0)[1] == [*range(4, 8), *range(20, 24), *range(36, 40)]  # bias: Q, K, V blocks
     assert table(heads, "p", 2) == [[0], [1], [2], [3]]
     assert len(dg.prunable_groups()) == 1
-    model = assert_oracle(dg, {heads.id: [1, 2]}, packed="qkv")
+    model = assert_oracle(dg, {heads.id: [1, 2]}, packed=True)
     assert attribute(model, "MultiHeadAttention", "num_heads") == 2
     assert _reshape_target(model, "p") == [0, 0, 2, 3, 4]
     assert initializer(model, "wqkv").shape == (16, 24)
@@ -131,7 +135,7 @@ def test_packed_kv_prunes_whole_heads():
     heads = group_of(dg, "wq", 1)
     assert heads.size == 4 and heads.exact and group_of(dg, "wkv", 1) is heads
     assert table(heads, "wkv", 1)[2] == list(range(16, 24)) and table(heads, "wq", 1)[2] == list(range(8, 12))
-    model = assert_oracle(dg, {heads.id: [0, 3]}, packed="kv")
+    model = assert_oracle(dg, {heads.id: [0, 3]}, packed=True)
     assert attribute(model, "MultiHeadAttention", "num_heads") == 2
     assert _reshape_target(model, "p") == [0, 0, 2, 2, 4]
 
@@ -270,3 +274,25 @@ def test_attention_with_unequal_query_and_key_blocks():
     text = ATTENTION.replace("[16, 16, 24]", "[16, 8, 32]").replace("float[24,8] wo", "float[32,8] wo")
     group = group_of(analyse(text), "wo", 0)
     assert not group.prunable and any("qkv_hidden_sizes [16, 8, 32]" in r for r in group.blocked_reasons)
+
+
+def test_packed_layouts_from_onnxruntimes_unet_fusion(tmp_path):
+    """onnxruntime's transformer optimizer (model_type 'unet') on a Stable-Diffusion-style block writes packed QKV
+    self-attention and packed KV cross-attention; every head group of both prunes, oracle-exact."""
+    pytest.importorskip("torch")
+    from onnxprune.models import unet_transformer
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    unet_transformer.export(str(tmp_path / "block.onnx"))
+    optimize_model(str(tmp_path / "block.onnx"), model_type="unet", num_heads=unet_transformer.HEADS,
+                   hidden_size=unet_transformer.HIDDEN, opt_level=0).save_model_to_file(str(tmp_path / "opt.onnx"))
+    dg = op.analyse_model(str(tmp_path / "opt.onnx"))
+    mha = [n for n in dg.graph.nodes if n.op == "MultiHeadAttention"]
+    layouts = sorted([len(t.shape) for t in n.inputs] for n in mha)
+    assert layouts == [[3, 5], [5]], layouts  # query with packed KV [B, L, N, 2, H]; packed QKV [B, S, N, 3, H]
+    heads = [g for g in dg.prunable_groups() if "heads" in g.labels]
+    assert len(heads) == 2 and all(g.size == unet_transformer.HEADS and g.exact for g in heads)
+    x, context = (t.numpy() for t in unet_transformer.inputs(1))
+    model = assert_oracle(dg, {heads[0].id: [0, 2], heads[1].id: [3]}, packed=True,
+                          inputs={"x": x, "context": context})
+    assert sorted(attribute(model, "MultiHeadAttention", "num_heads", uses=n.inputs[0].name) for n in mha) == [2, 3]
