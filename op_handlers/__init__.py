@@ -8,6 +8,7 @@ from onnxprune.op_handlers import (  # noqa: F401
     conv,
     einsum,
     elementwise,
+    gather_block_quantized,
     indexing,
     integer,
     linear,

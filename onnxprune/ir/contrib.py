@@ -34,6 +34,30 @@ def has_contrib_ops(model: onnx.ModelProto) -> bool:
     return any(is_contrib(node, opset) for node in model.graph.node)
 
 
+def symbolic_inference():
+    """onnxruntime's ``SymbolicShapeInference`` (ImportError without onnxruntime's tools), with its
+    GatherBlockQuantized rule corrected: onnxruntime reads it as a plain Gather over ``axis``, but the op gathers
+    over ``gather_axis`` and, for uint8 data of ``bits`` < 8, its last axis holds 8 / bits values per byte (a packed
+    [vocab, hidden / 2] table gives [..., hidden], not [..., hidden / 2]: the wrong width then fails every consumer)."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference, get_attribute, handle_negative_axis
+
+    inference = SymbolicShapeInference(2**31 - 1, True, False, 0)
+
+    def gather_block_quantized(node: onnx.NodeProto) -> None:
+        data = list(inference._get_shape(node, 0))
+        axis = handle_negative_axis(get_attribute(node, "gather_axis", 0), len(data))
+        if inference.known_vi_[node.input[0]].type.tensor_type.elem_type == onnx.TensorProto.UINT8 and data \
+                and isinstance(data[-1], int):
+            data[-1] *= 8 // get_attribute(node, "bits", 4)
+        elem_type = inference.known_vi_[node.input[2]].type.tensor_type.elem_type
+        shape = data[:axis] + list(inference._get_shape(node, 1)) + data[axis + 1:]
+        inference.known_vi_[node.output[0]].CopyFrom(onnx.helper.make_tensor_value_info(node.output[0], elem_type,
+                                                                                         shape))
+
+    inference.dispatcher_["GatherBlockQuantized"] = gather_block_quantized
+    return inference
+
+
 def with_contrib_shapes(view: onnx.ModelProto) -> onnx.ModelProto:
     """``view`` with value_info added for the outputs of its contrib ops (and what follows them) from onnxruntime's
     symbolic shape inference, where ``view`` states none; ``view`` itself when it has no contrib op or onnxruntime's
@@ -41,11 +65,9 @@ def with_contrib_shapes(view: onnx.ModelProto) -> onnx.ModelProto:
     if not has_contrib_ops(view):
         return view
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
         # SymbolicShapeInference.infer_shapes, less its habit of saving the model into the working directory when
         # some shape stays unknown: a partial result is fine here (ONNX's strict inference judges the rest).
-        inference = SymbolicShapeInference(2**31 - 1, True, False, 0)
+        inference = symbolic_inference()
         inference._preprocess(view)
         while inference.run_:
             inference._infer_impl()

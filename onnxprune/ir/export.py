@@ -31,6 +31,7 @@ TENSOR_MIN_BYTES = 1024  # tensors this large go to the external data file, smal
 STAGE_THRESHOLD = 64 << 20
 ALIGN = 4096  # external tensors start at page offsets, so runtimes can map them
 DATA_NAME = "model.data"
+_SUB_BYTE = ("int4", "uint4", "float4_e2m1fn")
 _TEMP_DIRS: list[str] = []
 
 
@@ -58,6 +59,8 @@ def export_graph(graph: gs.Graph, loaded=None, external_threshold: int | None = 
     bytes of constants are staged the same way but marked ``single_file`` (saving writes them as one file)."""
     threshold = EXTERNAL_THRESHOLD if external_threshold is None else external_threshold
     constants = [t for t in graph.tensors().values() if isinstance(t, gs.Constant)]
+    for constant in constants:
+        _pack_sub_byte(constant)
     total = constant_bytes(graph)
     if total > threshold or getattr(loaded, "external_data", False):
         exported = _export_external(graph, [t for t in constants if _nbytes(t) >= TENSOR_MIN_BYTES])
@@ -87,6 +90,14 @@ def export_graph(graph: gs.Graph, loaded=None, external_threshold: int | None = 
                 del body.value_info[:]
                 body.value_info.extend(kept)
     return exported
+
+
+def _pack_sub_byte(constant: gs.Constant) -> None:
+    """In-memory 4-bit values (int4, uint4: a sliced GatherBlockQuantized table) as a TensorProto that onnx packs
+    two per byte: onnx-graphsurgeon would write one byte per value, which ONNX rejects."""
+    values = constant._values
+    if isinstance(values, np.ndarray) and str(values.dtype) in _SUB_BYTE:
+        constant._values = gs.ir.tensor.LazyValues(onnx.numpy_helper.from_array(values, constant.name))
 
 
 def constant_bytes(graph: gs.Graph) -> int:

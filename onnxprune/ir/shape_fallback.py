@@ -19,6 +19,8 @@ import logging
 import numpy as np
 import onnx
 
+from onnxprune.ir.contrib import symbolic_inference
+
 # value_info shapes learned here carry this doc_string, so a caller can tell how each was found
 SYMBOLIC, OBSERVED = "onnxprune: symbolic shape inference", "onnxprune: observed by running the model"
 
@@ -40,7 +42,7 @@ def symbolic_shapes(view: onnx.ModelProto, names: set[str]) -> dict[str, onnx.Va
     """Shapes of ``names`` from onnxruntime's symbolic shape inference on ``view`` (what it managed, even when it
     could not infer everything); {} when the tool is unavailable or fails."""
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        infer = symbolic_inference()
     except Exception:  # onnxruntime without its tools, or sympy missing
         return {}
     logger = logging.getLogger("onnxruntime.tools.symbolic_shape_infer")
@@ -49,7 +51,6 @@ def symbolic_shapes(view: onnx.ModelProto, names: set[str]) -> dict[str, onnx.Va
         logger.setLevel(logging.CRITICAL)
         # The public infer_shapes() writes sym_shape_infer_temp.onnx into the working directory when it cannot
         # finish, and returns nothing: run its steps here instead and keep what it inferred.
-        infer = SymbolicShapeInference(2**31 - 1, True, False, 0)
         with contextlib.redirect_stdout(None):
             infer._preprocess(view)
             while infer.run_:

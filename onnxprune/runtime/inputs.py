@@ -24,8 +24,9 @@ from onnxprune.ir.export import ExportedModel
 # Ops through which an integer input keeps its values (so the table it finally indexes bounds it).
 _VALUE_PRESERVING = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Expand", "Transpose",
                      "Slice", "Tile"}
-# Ops whose input 1 indexes input 0 along attribute ``axis`` (default 0).
-_INDEXING = {"Gather", "GatherElements", "ScatterElements", "Scatter"}
+# Ops whose input 1 indexes input 0 along an attribute (default 0): {op: that attribute's name}.
+_INDEXING = {"Gather": "axis", "GatherElements": "axis", "ScatterElements": "axis", "Scatter": "axis",
+             "GatherBlockQuantized": "gather_axis"}  # com.microsoft: a blockwise-quantized embedding table
 # Fused lookups: {op: {id input index: index of the table input whose rows (axis 0) it indexes}}.
 _LOOKUPS = {"EmbedLayerNormalization": {0: 2, 1: 4, 8: 3}}  # input_ids, segment_ids, position_ids (com.microsoft)
 # Symbolic sizes tried, in order, for dims that are neither the batch nor given by the user.
@@ -61,6 +62,13 @@ def integer_bounds(model: onnx.ModelProto) -> dict[str, int]:
     for node in model.graph.node:  # tables read through a cast or dequantization keep their shape
         if node.op_type in ("Cast", "Identity", "DequantizeLinear") and node.input and node.input[0] in tables:
             tables[node.output[0]] = tables[node.input[0]]
+        elif node.op_type == "Reshape" and node.input[0] in tables:  # a table reshaped by a constant target
+            target = _constant_values(model, node.input[1])
+            if target is not None and target.count(-1) <= 1:
+                dims = [tables[node.input[0]][k] if d == 0 else d for k, d in enumerate(target)]
+                if -1 in dims:
+                    dims[dims.index(-1)] = int(np.prod(tables[node.input[0]])) // -int(np.prod(dims))
+                tables[node.output[0]] = dims
     bounds = {}
     for inp in model.graph.input:
         if inp.type.tensor_type.elem_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
@@ -70,7 +78,7 @@ def integer_bounds(model: onnx.ModelProto) -> dict[str, int]:
             name = frontier.pop()
             for node, k in consumers.get(name, []):
                 if node.op_type in _INDEXING and k == 1 and node.input[0] in tables:
-                    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                    axis = next((a.i for a in node.attribute if a.name == _INDEXING[node.op_type]), 0)
                     dims = tables[node.input[0]]
                     found.append(dims[axis % len(dims)])
                 elif k in _LOOKUPS.get(node.op_type, {}):
@@ -85,6 +93,17 @@ def integer_bounds(model: onnx.ModelProto) -> dict[str, int]:
         if found:
             bounds[inp.name] = int(min(found))
     return bounds
+
+
+def _constant_values(model: onnx.ModelProto, name: str) -> list[int] | None:
+    """The values of a small integer initializer or Constant node output ``name`` (a Reshape target), else None."""
+    for init in model.graph.initializer:
+        if init.name == name and len(init.dims) == 1 and init.data_location != onnx.TensorProto.EXTERNAL:
+            return [int(v) for v in onnx.numpy_helper.to_array(init)]
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name and node.attribute and node.attribute[0].HasField("t"):
+            return [int(v) for v in onnx.numpy_helper.to_array(node.attribute[0].t).reshape(-1)]
+    return None
 
 
 def _specs(session: ort.InferenceSession) -> list[InputSpec]:
