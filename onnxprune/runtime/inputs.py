@@ -136,14 +136,33 @@ def random_inputs(session: ort.InferenceSession, batch: int = 2, seed: int = 0, 
     return feeds
 
 
+def _sum_parts(dim: str, specs: Sequence[InputSpec]) -> list[str] | None:
+    """The dims a symbolic dim written as a sum of other inputs' dims adds up (optimum's attention_mask
+    'past_sequence_length + sequence_length'), else None."""
+    named = {d for s in specs for d in s.shape if isinstance(d, str)}
+    parts = [p.strip() for p in dim.split("+")]
+    return parts if len(parts) > 1 and all(p in named for p in parts) else None
+
+
+def _with_sums(specs: Sequence[InputSpec], sizes: dict[str, int], batch: int) -> dict[str, int]:
+    """``sizes`` with every sum dim (``_sum_parts``) not given set to the sum of its parts' sizes."""
+    found = dict(sizes)
+    for dim in {d for s in specs for d in s.shape if isinstance(d, str)} - set(sizes):
+        parts = _sum_parts(dim, specs)
+        if parts:
+            found[dim] = sum(sizes.get(p, batch) for p in parts)
+    return found
+
+
 def _free_dims(specs: Sequence[InputSpec], given: dict[str, int], spatial: tuple[int, ...] = SPATIAL_CANDIDATES,
                ) -> dict[str, tuple[int, ...]]:
-    """Candidate sizes for every symbolic dim that is not a leading (batch) dim and not given."""
+    """Candidate sizes for every symbolic dim that is not a leading (batch) dim, not given and not a sum of other
+    dims (``_sum_parts``: sized from its parts)."""
     leading = {s.shape[0] for s in specs if s.shape and not isinstance(s.shape[0], int)}
     free: dict[str, tuple[int, ...]] = {}
     for spec in specs:
         for axis, dim in enumerate(spec.shape):
-            if isinstance(dim, int) or dim in given or (dim in leading and dim not in free):
+            if isinstance(dim, int) or dim in given or (dim in leading and dim not in free) or _sum_parts(dim, specs):
                 continue
             image = len(spec.shape) == 4 and spec.dtype.kind == "f"
             free.setdefault(dim, spatial if image and axis > 0 else SEQUENCE_CANDIDATES)
@@ -238,7 +257,8 @@ def example_inputs(model: onnx.ModelProto | ExportedModel | str | os.PathLike, s
             if k >= max((len(c) for c in free.values()), default=1):
                 break
         tried = {d: c[min(k, len(c) - 1)] for d, c in free.items()}
-        feeds = random_inputs(session, batch=batch, seed=seed, dims={**tried, **given}, bounds=bounds)
+        feeds = random_inputs(session, batch=batch, seed=seed, dims=_with_sums(specs, {**tried, **given}, batch),
+                              bounds=bounds)
         if not free:
             return feeds
         try:

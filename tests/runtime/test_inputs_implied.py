@@ -101,3 +101,19 @@ def test_when_nothing_runs_the_error_names_the_dims_and_an_input_shape_to_give()
     with pytest.raises(InputError, match=r"symbolic dims sequence \(tried sequence: 16, 8.*--input-shape "
                                          r"tokens:batchxSEQUENCE with numbers for SEQUENCE"):
         example_inputs(model, make_session(model, "cpu"))
+
+
+def test_a_dim_written_as_a_sum_is_sized_from_its_parts():
+    # optimum's decoders: attention_mask [batch, past_sequence_length + sequence_length] beside the cache and ids
+    import onnx
+
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    agraph (float[B,3,P,5] past, float[B,3,S,5] x, int64[B,"P + S"] mask) => (float[B,3,T,5] y)
+      <int64[2] axes = {1, 3}> {
+      cat = Concat <axis=2> (past, x)
+      m = Cast <to=1> (mask)
+      u = Unsqueeze (m, axes)
+      y = Mul (cat, u)
+    }""")
+    feeds = _run(model)
+    assert feeds["mask"].shape[1] == feeds["past"].shape[2] + feeds["x"].shape[2], describe_feeds(feeds)
