@@ -301,3 +301,29 @@ def test_packed_layouts_from_onnxruntimes_unet_fusion(tmp_path):
     model = assert_oracle(dg, {heads[0].id: [0, 2], heads[1].id: [3]}, packed=True,
                           inputs={"x": x, "context": context})
     assert sorted(attribute(model, "MultiHeadAttention", "num_heads", uses=n.inputs[0].name) for n in mha) == [2, 3]
+
+
+def test_bnsh_cache_from_onnxruntimes_bart_fusion(tmp_path):
+    """onnxruntime's optimizer (model_type 'bart', use_multi_head_attention) on a decoder cross-attention over cached
+    encoder K/V writes MultiHeadAttention with the 4-D cache inputs as key/value; with the cache's head axis allowed,
+    heads prune oracle-exact and the pruned model takes the cache without the removed heads."""
+    pytest.importorskip("torch")
+    from onnxprune.models import decoder_cross_attention as block
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    block.export(str(tmp_path / "block.onnx"))
+    options = FusionOptions("bart")
+    options.use_multi_head_attention = True
+    optimize_model(str(tmp_path / "block.onnx"), model_type="bart", num_heads=block.HEADS, hidden_size=block.HIDDEN,
+                   opt_level=0, optimization_options=options).save_model_to_file(str(tmp_path / "opt.onnx"))
+    cache = {ChannelAxis("past_k", 1), ChannelAxis("past_v", 1)}
+    dg = op.analyse_model(str(tmp_path / "opt.onnx"), options=op.AnalysisOptions(allowed_io_axes=cache))
+    (mha,) = [n for n in dg.graph.nodes if n.op == "MultiHeadAttention"]
+    assert [t.name for t in mha.inputs[1:3]] == ["past_k", "past_v"] and len(mha.inputs[1].shape) == 4
+    (heads,) = [g for g in dg.prunable_groups() if "heads" in g.labels]
+    assert heads.size == block.HEADS and heads.exact and table(heads, "past_v", 1) == [[0], [1], [2], [3]]
+    x, past_k, past_v = (t.numpy() for t in block.inputs(1))
+    model = assert_oracle(dg, {heads.id: [1, 2]}, inputs={"x": x, "past_k": past_k, "past_v": past_v})
+    assert attribute(model, "MultiHeadAttention", "num_heads") == 2
+    assert [d.dim_value for d in model.graph.input[1].type.tensor_type.shape.dim] == [2, 2, 5, 4]
