@@ -236,6 +236,10 @@ def inspect(model: str, as_json: bool, input_shapes: tuple[str, ...]) -> None:
                    f"plans that are not mask-exact (default {DEFAULT_MAX_DRIFT}).")
 @click.option("--heads-ratio", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Remove this fraction of whole attention heads (other groups use --ratio).")
+@click.option("--query-heads-ratio", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="GroupQueryAttention: remove this fraction of the query heads inside each KV group (the same count "
+              "from every group, at least one kept), in a second pass after the first (KV groups at --heads-ratio, "
+              "kept whole without it, and the other groups at --ratio); each pass is validated on its own.")
 @click.option("--no-hidden", is_flag=True, help="Keep a transformer's residual hidden width (groups through norms).")
 @click.option("--allow-cache-io/--protect-cache-io", "allow_cache_io", default=None,
               help="Prune the head axis of KV-cache inputs/outputs (past_key_values.*, present.*) with the attention "
@@ -250,8 +254,9 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
           calib_mode: str, reconstruct: bool | None, allocate: str, min_agreement: float | None, optimize: str,
           html_path: str | None, input_shapes: tuple[str, ...], target_macs: float | None,
           target_params: float | None, seed: int, report_path: str | None, plan_path: str | None,
-          no_validate: bool, provider: str, max_drift: float | None, heads_ratio: float | None, no_hidden: bool,
-          factor_policy: str, prune_initializer_inputs: str, allow_cache_io: bool | None) -> None:
+          no_validate: bool, provider: str, max_drift: float | None, heads_ratio: float | None,
+          query_heads_ratio: float | None, no_hidden: bool, factor_policy: str, prune_initializer_inputs: str,
+          allow_cache_io: bool | None) -> None:
     """Prune INPUT into OUTPUT (written atomically; INPUT is never touched), validate and summarise."""
     if allow_cache_io is None:
         allow_cache_io = genai_config_path(input_path) is not None
@@ -262,6 +267,7 @@ def prune(input_path: str, output_path: str, ratio: float, criterion: str, globa
                            target_params=target_params, seed=seed, validate=not no_validate,
                            provider=provider, allowed_io_axes=cache_axes,
                            factor_policy=factor_policy, heads_ratio=heads_ratio, no_hidden=no_hidden,
+                           query_heads_ratio=query_heads_ratio,
                            initializer_inputs=prune_initializer_inputs, max_drift=max_drift,
                            min_agreement=min_agreement, reconstruct=reconstruct, calib_holdout=calib_holdout,
                            calib_mode=calib_mode, allocate=allocate, optimize=optimize, html=html_path)

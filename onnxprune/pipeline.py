@@ -29,7 +29,7 @@ from onnxprune.report import report_tables, write_html
 from onnxprune.runtime import available_provider
 from onnxprune.search import plan_for_target, plan_pruning
 from onnxprune.search.metrics import AccuracyTarget
-from onnxprune.selection import Plan, PlanSettings, SelectionOptions, is_heads
+from onnxprune.selection import Plan, PlanSettings, SelectionOptions, is_heads, is_query_heads
 from onnxprune.selection.select import ignored_groups
 from onnxprune.validation.checks import check_model
 from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT, Comparison, compare
@@ -58,6 +58,8 @@ class PruneOptions:
     factor_policy: str = "largest"
     initializer_inputs: str = "auto"  # 'auto' | 'protect' | 'prune' (see onnxprune.loading.load)
     heads_ratio: float | None = None  # prune whole attention heads at this ratio (analysis policy 'leading')
+    query_heads_ratio: float | None = None  # then query heads inside each KV group, in a second pass (prune_passes)
+    attention_units: str = "kv_groups"  # GroupQueryAttention's unit in this pass: 'kv_groups' | 'query_heads'
     no_hidden: bool = False  # keep the hidden (residual) width: skip groups through LayerNorm/RMSNorm
     max_drift: float | None = None  # allowed drift from the original (None: DEFAULT_MAX_DRIFT, and no target)
     min_agreement: float | None = None  # accuracy target: top-1 agreement on held-out calibration data
@@ -88,7 +90,8 @@ class PruneOptions:
         """The analysis settings these options stand for (recorded in the plan, so validate can re-analyse)."""
         return PlanSettings(factor_policy=self.analysis_policy, input_shapes=dict(self.input_shapes),
                             initializer_inputs=self.initializer_inputs, heads_ratio=self.heads_ratio,
-                            no_hidden=self.no_hidden, allowed_io_axes=tuple(sorted(self.allowed_io_axes)))
+                            no_hidden=self.no_hidden, allowed_io_axes=tuple(sorted(self.allowed_io_axes)),
+                            attention_units=self.attention_units, query_heads_ratio=self.query_heads_ratio)
 
     @property
     def analysis_policy(self) -> str:
@@ -114,6 +117,7 @@ class Pruned:
     plan: Plan
     report: dict
     source: str | None = None
+    passes: list[Pruned] = field(default_factory=list)  # each pass of a two-pass prune (see prune_passes)
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -149,8 +153,9 @@ class Pruned:
         if report:
             with open(report, "w") as f:
                 json.dump(self.report, f, indent=2)
-        if plan:
-            self.plan.save(plan)
+        if plan:  # one plan per pass: the first against the input, the next against the first pass's output
+            for k, stage in enumerate(self.passes or [self]):
+                stage.plan.save(plan if k == 0 else Path(plan).with_suffix(f".pass{k + 1}{Path(plan).suffix}"))
         if html:
             write_html(self.report, html)
 
@@ -162,6 +167,8 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
     PruneOptions' fields (``ratio=0.3, calib="calib.npz"``). ``calib`` may also be a dict of arrays, an iterable
     of feed dicts or an onnxruntime CalibrationDataReader. Nothing is written: see ``Pruned.save``."""
     options = dataclasses.replace(options or PruneOptions(), **option_values)
+    if options.query_heads_ratio is not None and options.attention_units == "kv_groups":
+        return prune_passes(source, options, progress)
     if options.refit and options.calib is None:
         raise OnnxPruneError("--reconstruct needs calibration data (--calib FILE.npz or a directory of them)")
     if options.min_agreement is not None and options.calib is None:
@@ -172,7 +179,8 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
     settings = options.settings()
     dg = settings.analyse(source)
     seconds["analyse"] = _lap(start)
-    progress(f"analysed {source}: {len(dg.channel_groups())} channel groups, {len(dg.prunable_groups())} "
+    name = "the in-memory model" if isinstance(source, onnx.ModelProto) else source
+    progress(f"analysed {name}: {len(dg.channel_groups())} channel groups, {len(dg.prunable_groups())} "
              f"prunable; scoring with '{options.criterion}'")
     original = functools.cache(lambda: export_graph(dg.graph, dg.loaded))  # exported only when a stage needs it
     calibration = None
@@ -184,7 +192,8 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
                                  global_ranking=options.global_ranking,
                                  max_ratio=options.max_ratio, round_to=options.round_to, ignore=options.ignore,
                                  target_macs=options.target_macs, target_params=options.target_params,
-                                 seed=options.seed, heads_ratio=options.heads_ratio, no_hidden=options.no_hidden)
+                                 seed=options.seed, heads_ratio=options.heads_ratio, no_hidden=options.no_hidden,
+                                 query_heads_ratio=options.query_heads_ratio)
     refit_options = ReconstructOptions(holdout=0.0, seed=options.seed) if options.refit else None
     target_result = None
     mark = time.perf_counter()
@@ -280,6 +289,47 @@ def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: Pr
 
 
 
+def prune_passes(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions,
+                 progress: Callable[[str], None] = lambda message: None) -> Pruned:
+    """``--query-heads-ratio``: grouped-query attention cannot have KV groups and query heads as units of one
+    analysis, so pruning is two passes. The first is ``options`` as given (KV groups at ``heads_ratio``, kept whole
+    when it is None, and every other group); the second re-analyses its in-memory result with attention_units
+    'query_heads' and removes ``query_heads_ratio`` of the query heads inside each KV group, nothing else, and is
+    validated against its own mask oracle. The report is the first pass's with the final sizes, each pass in
+    ``passes`` (what it removed, its validation), and the worse validation."""
+    heads = 0.0 if options.heads_ratio is None else options.heads_ratio
+    first = prune(source, dataclasses.replace(options, query_heads_ratio=None, heads_ratio=heads), progress)
+    progress(f"second pass: {options.query_heads_ratio:.0%} of the query heads inside each KV group")
+    second = prune(first.model, dataclasses.replace(
+        options, ratio=0.0, heads_ratio=None, global_ranking=False, target_macs=None, target_params=None,
+        min_agreement=None, reconstruct=False, allocate="uniform", attention_units="query_heads", html=None), progress)
+    report = dict(first.report)
+    report["macs"] = {**second.report["macs"], "before": first.report["macs"]["before"]}
+    report["params"] = {"before": first.report["params"]["before"], "after": second.report["params"]["after"]}
+    report["groups"] = {**first.report["groups"], "pruned": first.report["groups"]["pruned"]
+                        + second.report["groups"]["pruned"]}
+    report["channels_removed"] = first.report["channels_removed"] + second.report["channels_removed"]
+    report["warnings"] = first.report["warnings"] + second.report["warnings"]
+    report["validation"] = next((p.report["validation"] for p in (first, second)
+                                 if p.report["validation"].get("passed") is False), second.report["validation"])
+    report["passes"] = [_pass_summary(p, what) for p, what in (
+        (first, "KV groups and every other group" if options.heads_ratio is not None else "every group but heads"),
+        (second, "query heads inside each KV group"))]
+    report["stage_seconds"] = {"pass 1": first.report["seconds"], "pass 2": second.report["seconds"]}
+    report["seconds"] = report["stage_seconds"]["pass 1"] + report["stage_seconds"]["pass 2"]
+    return Pruned(second.result, second.plan, report, first.source, [first, second])
+
+
+def _pass_summary(pruned: Pruned, what: str) -> dict:
+    """One pass of ``prune_passes`` in the report: what it pruned, how much, and its validation."""
+    dg = pruned.plan.depgraph
+    heads = sum(len(u) for g, u in pruned.plan.groups.items() if is_heads(dg.group(g)))
+    return {"what": what, "attention_units": pruned.plan.settings.attention_units,
+            "groups_pruned": len(pruned.plan.groups), "units_removed": pruned.report["channels_removed"],
+            "head_units_removed": heads, "macs_after": pruned.report["macs"]["after"],
+            "params_after": pruned.report["params"]["after"], "validation": pruned.report["validation"]}
+
+
 def _why_nothing(dg, options: PruneOptions) -> str:
     prunable = dg.prunable_groups()
     if not prunable:
@@ -295,6 +345,9 @@ def ineffective_options(dg, options: PruneOptions) -> list[str]:
     for pattern in options.ignore:
         if not ignored_groups(dg, [pattern]):
             found.append(f"--ignore '{pattern}' matches no node, initializer or tensor of any channel group")
+    if options.query_heads_ratio is not None and not any(is_query_heads(g) for g in dg.prunable_groups()):
+        found.append("--query-heads-ratio changes nothing: no prunable GroupQueryAttention query heads (see "
+                     "`onnxprune groups MODEL`)")
     if options.heads_ratio is not None and not any(is_heads(g) for g in dg.prunable_groups()):
         found.append("--heads-ratio changes nothing: the analysis found no prunable attention-head group (see "
                      "`onnxprune groups MODEL --factor-policy leading`)")
@@ -307,9 +360,13 @@ def feeds_of(batches):
 
 
 def _prunes_io(result: PruneResult, options: PruneOptions) -> bool:
-    """Whether the plan changed the shape of an allowed graph input/output axis (the KV cache of a decoder)."""
+    """Whether to validate as a decoder: the plan changed the shape of an allowed graph input/output axis (the KV
+    cache of a decoder), or cache axes are allowed on a model fed ``input_ids`` (a decoder whose cache stays: the
+    generic comparer cannot make up its cache and sequence lengths)."""
     allowed = set(options.allowed_io_axes)
-    return any(axis in allowed and len(indices) for axis, indices in result.removed.items())
+    if any(axis in allowed and len(indices) for axis, indices in result.removed.items()):
+        return True
+    return bool(allowed) and "input_ids" in {t.name for t in result.graph.inputs}
 
 
 def _max_drift(options: PruneOptions) -> float:
@@ -356,11 +413,23 @@ def format_report(report: dict) -> str:
         f"  groups  {groups['pruned']} pruned of {groups['total']} ({groups['blocked']} blocked), "
         f"{report['channels_removed']} channels removed",
         f"  checker and onnxruntime: passed; validation: {check}",
+        *_pass_lines(report),
         *_fidelity_lines(report),
         *([f"  target  {report['target']['message']}"] if "target" in report else []),
         f"  time    {report['seconds']:.2f} s  (" + ", ".join(
             f"{k} {v:.2f}" for k, v in report.get("stage_seconds", {}).items() if k != "total") + ")",
     ])
+
+
+def _pass_lines(report: dict) -> list[str]:
+    """One line per pass of a two-pass prune (``prune_passes``): what it removed and its validation."""
+    lines = []
+    for k, step in enumerate(report.get("passes", []), 1):
+        check = step["validation"]
+        check = "skipped" if check.get("skipped") else Comparison.from_dict(check).summary()
+        lines.append(f"  pass {k}  {step['what']}: {step['groups_pruned']} groups, {step['units_removed']} units "
+                     f"({step['head_units_removed']} heads) removed; validation: {check}")
+    return lines
 
 
 def _fidelity_lines(report: dict) -> list[str]:

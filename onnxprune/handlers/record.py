@@ -13,7 +13,6 @@ import onnx_graphsurgeon as gs
 from onnxprune.axes import ChannelAxis
 from onnxprune.ir.shape_view import tensor_shape
 
-
 ATTENTION_UNITS = ("kv_groups", "query_heads")
 
 

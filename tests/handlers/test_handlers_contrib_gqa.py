@@ -1,6 +1,7 @@
 """GroupQueryAttention with query heads as the units (analysis setting attention_units 'query_heads'): each query
 head is a unit, the same count goes from every KV group (equal blocks), KV heads and the cache stay; packed and
-unpacked QKV (head size 16: onnxruntime's CPU kernel wants a multiple of 16); the pruned model equals the mask oracle and num_heads / kv_num_heads are rewritten from the widths."""
+unpacked QKV (head size 16: onnxruntime's CPU kernel wants a multiple of 16); the pruned model equals the mask
+oracle and num_heads / kv_num_heads are rewritten from the widths."""
 
 from __future__ import annotations
 
