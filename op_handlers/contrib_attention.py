@@ -191,7 +191,7 @@ class MultiHeadAttentionHandler(OpHandler):
 
 @register("Attention", domain="com.microsoft")
 class AttentionHandler(OpHandler):
-    """output[B, S, Nv*Hv] = Attention(input[B, S, D], weights[D, q + k + v], bias[q + k + v], mask_index, past[2,
+    """output[B, S, N*Hv] = Attention(input[B, S, D], weights[D, q + k + v], bias[q + k + v], mask_index, past[2,
     B, N, P, H], attention_bias[B or 1, N or 1, S, T], past_sequence_length); present [2, B, N, T, H]. Q, K, V
     columns are consecutive blocks of the packed weights, of widths ``qkv_hidden_sizes`` (q == k, the scores need
     it; v may differ) or a third of the columns each; head sizes q/N and v/N stay, and the rewrite scales
