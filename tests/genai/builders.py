@@ -26,24 +26,29 @@ def save_tokenizer(out: Path) -> None:
                             pad_token="<pad>").save_pretrained(out)
 
 
-def save_hf_model(kind: str, out: Path) -> Path:
-    """A random LlamaForCausalLM ('llama'), Qwen2ForCausalLM ('qwen2') or Phi3ForCausalLM ('phi3') in ``out``."""
+def save_hf_model(kind: str, out: Path, **config) -> Path:
+    """A random LlamaForCausalLM ('llama'), Qwen2ForCausalLM ('qwen2') or Phi3ForCausalLM ('phi3') in ``out``;
+    ``config`` adds to SIZES (``tie_word_embeddings=True``: lm_head shares the embedding table)."""
     import torch
     import transformers
 
     names = {"llama": "Llama", "qwen2": "Qwen2", "phi3": "Phi3"}[kind]
     torch.manual_seed(0)
     extra = {"original_max_position_embeddings": SIZES["max_position_embeddings"]} if kind == "phi3" else {}
+    extra.update(config)
     config = getattr(transformers, f"{names}Config")(**SIZES, **extra)  # phi3: plain RoPE, not LongRoPE
     getattr(transformers, f"{names}ForCausalLM")(config).eval().save_pretrained(out, safe_serialization=True)
     save_tokenizer(out)
     return out
 
 
-def build(hf_dir: Path, out: Path, precision: str) -> Path:
-    """Convert with ``python -m onnxruntime_genai.models.builder`` on CPU; returns the model.onnx path."""
+def build(hf_dir: Path, out: Path, precision: str, extra_options: tuple[str, ...] = ()) -> Path:
+    """Convert with ``python -m onnxruntime_genai.models.builder`` on CPU (``extra_options``: KEY=VALUE pairs for
+    its --extra_options, e.g. shared_embeddings=true); returns the model.onnx path."""
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir), "-o", str(out), "-p",
            precision, "-e", "cpu", "-c", str(out.parent / "cache")]
+    if extra_options:
+        cmd += ["--extra_options", *extra_options]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"the builder failed: {done.stderr[-2000:]}")
