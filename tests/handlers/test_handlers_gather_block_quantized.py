@@ -12,7 +12,7 @@ from onnxprune.op_handlers.matmul_nbits import _pack, _unpack
 import onnxprune as op
 from onnxprune.axes import ChannelAxis
 from onnxprune.runtime.inputs import integer_bounds
-from tests.support.handlers_util import analyse, group_of, initializer, make_model, prune_and_compare, table
+from tests.support.handlers_util import analyse, group_of, header, initializer, make_model, prune_and_compare, table
 
 MS = '<ir_version: 10, opset_import: ["" : 21, "com.microsoft" : 1]>'
 VOCAB, HIDDEN, BLOCK, OUT = 20, 64, 16, 8
@@ -112,3 +112,34 @@ def test_fp8_tables_are_refused_with_a_reason():
     }}""")
     reasons = dg.record.blocks[ChannelAxis("data", 1)]
     assert any("float8e4m3fn data" in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_onnxruntime_quantizer_output_prunes_like_the_oracle(symmetric):
+    """onnxruntime's MatMulNBitsQuantizer with Gather among the ops to quantize writes GatherBlockQuantized with
+    int4 data (symmetric) or uint4 data and zero points; the embedding width and the hidden layer both prune."""
+    quantization = pytest.importorskip("onnxruntime.quantization.matmul_nbits_quantizer")
+    model = make_model(header(17) + """
+    agraph (int64[2,5] ids) => (float[2,5,8] y) <float[50,64] table, float[64,32] w1, float[32,8] w2> {
+      e = Gather (table, ids)
+      h = MatMul (e, w1)
+      r = Relu (h)
+      y = MatMul (r, w2)
+    }""")
+    quantizer = quantization.MatMulNBitsQuantizer(
+        model, block_size=BLOCK, is_symmetric=symmetric, op_types_to_quantize=("MatMul", "Gather"),
+        algo_config=quantization.DefaultWeightOnlyQuantConfig(
+            block_size=BLOCK, is_symmetric=symmetric, op_types_to_quantize=("MatMul", "Gather"),
+            quant_axes=(("MatMul", 0), ("Gather", 1))))
+    quantizer.process()
+    quantized = quantizer.model.model
+    node = next(n for n in quantized.graph.node if n.op_type == "GatherBlockQuantized")
+    table_type = next(i.data_type for i in quantized.graph.initializer if i.name == node.input[0])
+    assert table_type == (onnx.TensorProto.INT4 if symmetric else onnx.TensorProto.UINT4)
+    assert len(node.input) == (3 if symmetric else 4)
+    dg = op.analyse_model(quantized)
+    embedding = group_of(dg, node.output[0], 2)
+    assert embedding.exact and embedding.size == 64 // BLOCK and len(dg.prunable_groups()) == 2
+    for group in dg.prunable_groups():
+        _, passed = prune_and_compare(dg, group.id, [0])
+        assert passed, group.details()
