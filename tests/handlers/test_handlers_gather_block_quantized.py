@@ -143,3 +143,18 @@ def test_onnxruntime_quantizer_output_prunes_like_the_oracle(symmetric):
     for group in dg.prunable_groups():
         _, passed = prune_and_compare(dg, group.id, [0])
         assert passed, group.details()
+
+
+def test_int4_table_quantized_along_its_rows_prunes_single_columns():
+    """quantize_axis = gather_axis (int4 allows it): scales run over blocks of rows, one per column, so columns
+    go one by one, each with its column of scales."""
+    table = RNG.integers(-8, 8, size=(32, 24)).astype(onnx.helper.tensor_dtype_to_np_dtype(onnx.TensorProto.INT4))
+    dg = analyse(MS + """
+    agraph (int64[2,5] ids) => (float[2,5,6] y) <int4[32,24] table, float[2,24] scales, float[24,6] w> {
+      e = com.microsoft.GatherBlockQuantized <block_size=16, gather_axis=0, quantize_axis=0> (table, ids, scales)
+      y = MatMul (e, w)
+    }""", table=table, scales=RNG.uniform(0.01, 0.05, (2, 24)).astype(np.float32))
+    columns = group_of(dg, "e", 2)
+    assert columns.size == 24 and columns.exact
+    model, passed = prune_and_compare(dg, columns.id, [1, 5, 7])
+    assert passed and initializer(model, "scales").shape == (2, 21) and initializer(model, "table").shape == (32, 21)
