@@ -68,7 +68,6 @@ class GroupQueryAttentionHandler(OpHandler):
             self._kv_groups(ctx, query, key, value, out, heads, kv, head_size)
         for tensor in [t for t in (query, key, value, out) if t is not None]:
             ctx.nonchannel_tensor(tensor, [0, 1])
-            ctx.label(ctx.axis(tensor, 2), "heads")
 
     @staticmethod
     def _kv_groups(ctx: AnalysisContext, query, key, value, out, heads: int, kv: int, head_size: int) -> None:
@@ -85,6 +84,8 @@ class GroupQueryAttentionHandler(OpHandler):
             _heads(ctx, anchor, key, 2, 0, units, 1, head_size)
             _heads(ctx, anchor, value, 2, 0, units, 1, head_size)
         _cache(ctx, anchor, [ctx.input(3), ctx.input(4), ctx.output(1), ctx.output(2)], 1, units)
+        for tensor in [t for t in (query, key, value, out) if t is not None]:
+            ctx.label(ctx.axis(tensor, 2), "heads")
 
     @staticmethod
     def _query_heads(ctx: AnalysisContext, query, key, value, out, heads: int, kv: int, head_size: int) -> None:
@@ -94,7 +95,8 @@ class GroupQueryAttentionHandler(OpHandler):
         _heads(ctx, anchor, query, 2, 0, units, 1, head_size)
         _heads(ctx, anchor, out, 2, 0, units, 1, head_size)
         ctx.equal_blocks(ctx.axis(out, 2), kv)
-        ctx.label(ctx.axis(out, 2), "query_heads")
+        for tag in ("heads", "query_heads"):  # not the packed query: its KV columns are channels of other groups
+            ctx.label(ctx.axis(out, 2), tag)
         reason = "KV heads stay while query heads are the units (analysis setting attention_units 'query_heads')"
         if key is None:
             ctx.keep_indices(ctx.axis(query, 2), np.arange(heads * head_size, (heads + 2 * kv) * head_size), reason)
