@@ -1,5 +1,13 @@
 """Apply a plan: slice every constant on a pruned axis, let handlers rewrite attributes and shape constants, and
-update activation shapes. Returns the rewritten graph; exporting, saving and checking are other stages'."""
+update activation shapes. Returns the rewritten graph; exporting, saving and checking are other stages'.
+
+Big models are sliced lazily: when the model came with external data or holds more than ``STAGE_THRESHOLD`` bytes of
+constants (export stages the weights of both in a data file anyway), each sliced weight of at least
+``_LAZY_MIN_BYTES`` becomes a ``DeferredValues`` that slices its source (memory-mapped or in memory) only when it
+is read. Export writes it to the data file one tensor at a time and drops it, so the pruned weights never all sit in
+anonymous memory beside the original, and a trial apply (planning's) slices nothing. A stage that reads ``.values``
+(reconstruction) gets the slice kept in the constant, as onnx-graphsurgeon keeps lazy values once read. Smaller
+models are sliced at once, as before."""
 
 from __future__ import annotations
 
@@ -17,12 +25,13 @@ from onnxprune.analysis import DependencyGraph
 from onnxprune.axes import ChannelAxis
 from onnxprune.errors import PruneError
 from onnxprune.handlers import RewriteContext, handler_for
-from onnxprune.ir.export import ExportedModel, export_graph
+from onnxprune.ir.export import STAGE_THRESHOLD, ExportedModel, constant_bytes, export_graph
 from onnxprune.ir.graph import all_nodes, all_tensors, copy_graph
 from onnxprune.ir.loading import LoadedModel
 from onnxprune.ir.reading import release_pages
 from onnxprune.ir.saving import save_model
 from onnxprune.ir.untie import reshare_constants
+from onnxprune.ir.weight_folding import DeferredValues
 
 
 @dataclass
@@ -73,6 +82,8 @@ def prune_group(group, units: Iterable[int]) -> PruneResult:
 # Constants with more bytes than this are sliced a block of rows at a time, releasing each block's pages (when the
 # weight is memory-mapped) as soon as it is copied: the whole weight is never resident beside its sliced copy.
 _BLOCK_BYTES = 32 << 20
+# In graphs sliced lazily, constants of at least this many bytes get deferred slices; smaller ones are sliced at once.
+_LAZY_MIN_BYTES = 1 << 20
 
 
 def _sliced(values: np.ndarray, cuts: list[tuple[int, np.ndarray]]) -> np.ndarray:
@@ -103,6 +114,25 @@ def _sliced(values: np.ndarray, cuts: list[tuple[int, np.ndarray]]) -> np.ndarra
     return result
 
 
+def _deferred_slice(tensor: gs.Constant, cuts: list[tuple[int, np.ndarray]]) -> DeferredValues | None:
+    """The values of ``tensor`` with ``cuts`` removed, sliced from its current values each time they are read; None
+    for constants under ``_LAZY_MIN_BYTES`` or of a type numpy does not hold one element per item (sliced at once)."""
+    source = tensor._values
+    if isinstance(source, gs.ir.tensor.SparseValues) or source.shape is None or source.dtype is None:
+        return None
+    shape, dtype = [int(d) for d in source.shape], np.dtype(source.dtype)
+    if int(np.prod(shape)) * dtype.itemsize < _LAZY_MIN_BYTES or dtype.kind not in "biufc":
+        return None
+    for axis, idx in cuts:
+        shape[axis] -= len(np.unique(idx))
+
+    def compute() -> np.ndarray:
+        values = source.load() if isinstance(source, gs.ir.tensor.LazyValues) else source
+        return _sliced(np.asarray(values), cuts)
+
+    return DeferredValues(tensor.name, shape, dtype, compute)
+
+
 def _pruned_graph(dg: DependencyGraph, removed: dict[ChannelAxis, np.ndarray]) -> gs.Graph:
     """A copy of ``dg.graph`` with ``removed`` applied."""
     sizes = dg.sizes()
@@ -111,10 +141,15 @@ def _pruned_graph(dg: DependencyGraph, removed: dict[ChannelAxis, np.ndarray]) -
     by_tensor: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
     for axis, idx in removed.items():
         by_tensor[axis.tensor].append((axis.axis, idx))
+    lazy = getattr(dg.loaded, "external_data", False) or constant_bytes(dg.graph) > STAGE_THRESHOLD
     for name, cuts in by_tensor.items():
         tensor = tensors[name]
         if isinstance(tensor, gs.Constant):
-            tensor.values = _sliced(np.asarray(tensor.values), cuts)
+            deferred = _deferred_slice(tensor, cuts) if lazy else None
+            if deferred is not None:
+                tensor._values = deferred
+            else:
+                tensor.values = _sliced(np.asarray(tensor.values), cuts)
     touched = set(by_tensor)
     for node in list(all_nodes(graph)):
         if any(t.name in touched for t in list(node.inputs) + list(node.outputs)):

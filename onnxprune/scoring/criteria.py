@@ -65,6 +65,7 @@ class GroupView:
         if tensor.values.size > 4 * _CHUNK_ELEMENTS and tensor.values.ndim > 1:
             return self._per_index_chunked(np.asarray(tensor.values), axis.axis, p)
         values = np.abs(self.values(axis))
+        release_pages(tensor.values)  # read once: a memory-mapped weight need not stay resident
         if p != 1:
             values = values ** p
         return values.sum(axis=tuple(k for k in range(values.ndim) if k != axis.axis))

@@ -10,7 +10,6 @@ that keeps an accuracy target on held-out calibration data (``onnxprune.search.t
 
 from __future__ import annotations
 
-import gc
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -19,7 +18,7 @@ from onnxprune.analysis.stats import count_macs, count_params
 from onnxprune.apply import apply_plan
 from onnxprune.data import Calibration, Feeds, calibration_batches, prepare_calibration
 from onnxprune.errors import OnnxPruneError, PruneError
-from onnxprune.ir.export import constant_bytes, export_graph
+from onnxprune.ir.export import export_graph
 from onnxprune.reconstruct import ReconstructOptions
 from onnxprune.scoring import DATA_CRITERIA, ImportanceOptions, Scores, compute_importance
 from onnxprune.search.allocation import allocate as greedy_allocation
@@ -39,15 +38,10 @@ def measure(dg, plan: dict[int, list[int]]) -> tuple[int, int]:
     return count_macs(graph), count_params(graph)
 
 
-_COLLECT_ABOVE = 256 * 2**20  # weights from which a trial apply's garbage is worth a full collection
-
-
 def drop_failing_groups(dg, plan: dict[int, list[int]], notes: list[str]) -> dict[int, list[int]]:
     """Back off from groups whose pruning the handlers cannot apply (PruneError), one by one."""
     try:
-        apply_plan(dg, plan)
-        if constant_bytes(dg.graph) > _COLLECT_ABOVE:  # a full collection costs seconds in a big process
-            gc.collect()  # the trial result is cyclic garbage holding sliced weights: free it before the real apply
+        apply_plan(dg, plan)  # big models are sliced lazily (onnxprune.apply): this trial copies no weight
         return plan
     except PruneError:
         pass
