@@ -62,9 +62,12 @@ def free_input_dims(graph: gs.Graph) -> list[str]:
 def macs_shapes(graph: gs.Graph, source, shapes: dict[str, list] | None = None,
                 feeds: dict | None = None) -> dict[str, list[int]] | None:
     """The concrete input shapes (batch 1) to count MACs at, when ``graph`` (the analysis of ``source``: a path,
-    ModelProto or ExportedModel) has symbolic dims beyond the batch; None when it has none. In order: the shapes of
-    calibration ``feeds``; the user's ``shapes`` (--input-shape); what ``example_inputs`` chooses for the rest."""
+    ModelProto or ExportedModel) has symbolic dims beyond the batch; None when it has none, or when ``source`` keeps
+    its weights in a data file (``count_macs_at`` does not re-load those). In order: the shapes of calibration
+    ``feeds``; the user's ``shapes`` (--input-shape); what ``example_inputs`` chooses for the rest."""
     if not free_input_dims(graph):
+        return None
+    if not _reloadable(source):  # counted with symbolic dims as 1: no session (all the weights) to choose sizes
         return None
     if feeds:
         return {name: [1, *np.shape(array)[1:]] for name, array in feeds.items()}
@@ -79,13 +82,19 @@ def macs_shapes(graph: gs.Graph, source, shapes: dict[str, list] | None = None,
 def count_macs_at(graph: gs.Graph, source, at: dict[str, list[int]] | None) -> int:
     """``count_macs`` of ``source`` (whose analysis is ``graph``) re-loaded with input shapes ``at``; of ``graph``
     itself (symbolic dims as 1) when ``at`` is None or the model cannot be re-loaded in memory."""
-    if at is None or (isinstance(source, ExportedModel) and source.data_dir):
+    if at is None or not _reloadable(source):
         return count_macs(graph)
     try:
         return count_macs(load(source.proto if isinstance(source, ExportedModel) else source,
                                input_shapes=at, strict_shapes=False).graph)
     except OnnxPruneError:
         return count_macs(graph)
+
+
+def _reloadable(source) -> bool:
+    """Whether ``count_macs_at`` can re-load ``source`` at other input shapes: not a model exported with its weights
+    in a data file (a big model: re-loading it would read every weight again)."""
+    return not (isinstance(source, ExportedModel) and source.data_dir)
 
 
 def describe_shapes(at: dict[str, list[int]]) -> str:
