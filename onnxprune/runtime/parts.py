@@ -10,7 +10,6 @@ of them. The parts run the same nodes with the same kernels as the whole model w
 
 from __future__ import annotations
 
-import gc
 from typing import NamedTuple
 
 import numpy as np
@@ -118,8 +117,7 @@ class PartedSession:
                 session = make_session(self._part_model(part, env, wanted), self.provider, fuse=self.fuse,
                                        prepack=False)
                 env.update(zip(wanted, session.run(wanted, {n: env[n] for n in self._inputs(part, env)})))
-                del session
-                gc.collect()
+                del session  # no cycles: its weights are unmapped here
             env = {name: value for name, value in env.items() if name in later}
         return [env[name] for name in names]
 
