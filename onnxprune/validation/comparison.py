@@ -29,6 +29,7 @@ from onnxprune.runtime import (
     make_session,
     random_inputs,
 )
+from onnxprune.runtime.cpu_layouts import runnable_on_cpu
 
 DEFAULT_RTOL = 1e-4
 DEFAULT_MAX_DRIFT = 0.01
@@ -206,8 +207,16 @@ def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[d
     docstring). ``runtime="openvino"`` runs the candidate on OpenVINO's CPU plugin (the reference stays on
     onnxruntime, ``provider``; the result names both). ProviderError when the provider or runtime does not work
     here; ValidationError when a model fails to run. ``shapes``: the user's per-input shapes for random inputs."""
-    available_provider(provider)  # a provider that does not work is the user's error, not the model's
+    on_cpu = available_provider(provider) == "CPUExecutionProvider"  # a provider that does not work: user's error
     check_runtime(runtime)
+    if on_cpu:  # layouts onnxruntime runs on CUDA only are split for its CPU kernels (cpu_layouts)
+        reference, split = runnable_on_cpu(reference)
+        if runtime == "onnxruntime":
+            candidate, split_too = runnable_on_cpu(candidate)
+            split = split or split_too
+        if split:
+            note = "; ".join(filter(None, [note, "packed MultiHeadAttention inputs split to 3-D for onnxruntime's "
+                                                 "CPU kernel (the written model keeps them packed)"]))
     batch = batch or (ORACLE_BATCH if oracle else DRIFT_BATCH)
     try:
         ref_session = make_session(reference, provider, fuse=False, prepack=False)

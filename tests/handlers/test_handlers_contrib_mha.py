@@ -4,9 +4,10 @@ model equals the mask oracle (its kept heads, and the kept slices of pruned cach
 
 onnxruntime's CPU kernel refuses the packed layouts (query [B, S, N, 3, H]: "Packed QKV ... not implemented for
 CPU"; key [B, L, N, 2, H]: "Packed KV not implemented for CPU"); they run on CUDA only. Both the pruned model and
-the oracle are therefore run after ``_unpacked`` splits the packed input into 3-D query/key/value the way the spec
-defines the packing (Gather on the packed axis, then [B, S, N*H]), which the CPU kernel runs: the pruned nodes and
-Reshape targets are the ones written, only the split is added."""
+the oracle are therefore run after ``unpack_attention`` (onnxprune.runtime.cpu_layouts, which validation uses on
+CPU) splits the packed input into 3-D query/key/value the way the spec defines the packing (Gather on the packed
+axis, then [B, S, N*H]), which the CPU kernel runs: the pruned nodes and Reshape targets are the ones written,
+only the split is added."""
 
 from __future__ import annotations
 
@@ -15,41 +16,16 @@ import copy
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
+from onnx import helper
 
 import onnxprune as op
 from onnxprune.axes import ChannelAxis
 from onnxprune.runtime import make_session
+from onnxprune.runtime.cpu_layouts import unpack_attention
 from tests.support.checked import checked_prune
 from tests.support.handlers_util import analyse, attribute, group_of, initializer, table
 
 MS = '<ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>'
-
-
-def _unpacked(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with every MultiHeadAttention's packed input (a query alone: [B, S, N, 3, H]; a key without value:
-    [B, L, N, 2, H]) split into 3-D tensors [B, S, N*H] by Gather on axis 3 and Reshape."""
-    model = copy.deepcopy(model)
-    graph = model.graph
-    graph.initializer.extend([numpy_helper.from_array(np.array([0, 0, -1], np.int64), "unpack_shape")] + [
-        numpy_helper.from_array(np.array(i, np.int64), f"unpack_{i}") for i in range(3)])
-    nodes = []
-    for node in graph.node:
-        inputs = list(node.input) + [""] * max(0, 3 - len(node.input))
-        parts = 3 if not inputs[1] else 2 if not inputs[2] else 0
-        if node.op_type == "MultiHeadAttention" and parts:
-            source, names = inputs[3 - parts], []
-            for i in range(parts):
-                nodes.append(helper.make_node("Gather", [source, f"unpack_{i}"], [f"{source}_part{i}"], axis=3))
-                nodes.append(helper.make_node("Reshape", [f"{source}_part{i}", "unpack_shape"], [f"{source}_{i}"]))
-                names.append(f"{source}_{i}")
-            inputs[3 - parts:3] = names
-            del node.input[:]
-            node.input.extend(inputs)
-        nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    return model
 
 
 def _cut(removed: dict, name: str, values: np.ndarray) -> np.ndarray:
@@ -73,7 +49,7 @@ def assert_oracle(dg: op.DependencyGraph, plan: dict, packed: bool = False, inpu
             masked.graph.value_info.append(copy.deepcopy(info))
             masked.graph.value_info[-1].name = info.name[:-len("__masked")]
     if packed:
-        masked, pruned_run = _unpacked(masked), _unpacked(pruned)
+        masked, pruned_run = unpack_attention(masked), unpack_attention(pruned)
     else:
         pruned_run = pruned
     removed = dg.resolve(plan)
@@ -327,3 +303,23 @@ def test_bnsh_cache_from_onnxruntimes_bart_fusion(tmp_path):
     model = assert_oracle(dg, {heads.id: [1, 2]}, inputs={"x": x, "past_k": past_k, "past_v": past_v})
     assert attribute(model, "MultiHeadAttention", "num_heads") == 2
     assert [d.dim_value for d in model.graph.input[1].type.tensor_type.shape.dim] == [2, 2, 5, 4]
+
+
+def test_prune_validates_packed_attention_on_cpu(tmp_path):
+    """``prune`` on onnxruntime's unet fusion (packed QKV and packed KV) validates on CPU against the mask oracle
+    (both run with the packed inputs split, and the report says so), and the written model keeps them packed."""
+    pytest.importorskip("torch")
+    from onnxprune.models import unet_transformer
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    unet_transformer.export(str(tmp_path / "block.onnx"))
+    optimize_model(str(tmp_path / "block.onnx"), model_type="unet", num_heads=unet_transformer.HEADS,
+                   hidden_size=unet_transformer.HIDDEN, opt_level=0).save_model_to_file(str(tmp_path / "opt.onnx"))
+    pruned = op.prune(str(tmp_path / "opt.onnx"), heads_ratio=0.5, ratio=0.0, provider="cpu")
+    check = pruned.report["validation"]
+    assert check["passed"] and check["oracle"] and "split to 3-D" in check["note"], check
+    assert check["max_abs_diff"] <= check["tolerance"]
+    mha = [n for n in pruned.model.graph.node if n.op_type == "MultiHeadAttention"]
+    assert sorted(attribute(pruned.model, "MultiHeadAttention", "num_heads", uses=n.input[0]) for n in mha) == [
+        unet_transformer.HEADS // 2] * 2
+    assert not any(n.op_type == "Gather" and n.input[0] in {m.input[0] for m in mha} for n in pruned.model.graph.node)
