@@ -310,6 +310,9 @@ def prune_passes(source: str | os.PathLike | onnx.ModelProto, options: PruneOpti
                         + second.report["groups"]["pruned"]}
     report["channels_removed"] = first.report["channels_removed"] + second.report["channels_removed"]
     report["warnings"] = first.report["warnings"] + second.report["warnings"]
+    if first.plan.refit:
+        report["warnings"].append("reconstruction and its fidelity figures cover pass 1 only: the query heads pass 2 "
+                                  "removes are not refit, and its drift is not in those figures")
     report["validation"] = next((p.report["validation"] for p in (first, second)
                                  if p.report["validation"].get("passed") is False), second.report["validation"])
     report["passes"] = [_pass_summary(p, what) for p, what in (

@@ -3,6 +3,7 @@
 from onnxprune.op_handlers import (  # noqa: F401
     concat_split,
     contrib_attention,
+    contrib_mha,
     contrib_norm,
     control_flow,
     conv,
