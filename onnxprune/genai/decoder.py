@@ -13,17 +13,12 @@ import numpy as np
 import onnx
 
 from onnxprune.ir.export import ExportedModel, export_graph
-from onnxprune.runtime.parts import PartedSession, constant_sizes
+from onnxprune.runtime.parts import PartedSession, reference_session
 from onnxprune.runtime.sessions import ModelSource, available_provider, make_session
 from onnxprune.selection import Plan
 from onnxprune.validation.comparison import DEFAULT_MAX_DRIFT, DEFAULT_RTOL, Comparison, output_figures
 from onnxprune.validation.oracle import masked_model
 from onnxprune.validation.validate import oracle_note
-
-# A reference (the mask oracle, or the original) with more bytes of weights in a data file than this runs in
-# REFERENCE_PARTS parts (onnxprune.runtime.parts), so the process never maps all its weights at once.
-PART_ABOVE = 64 << 20
-REFERENCE_PARTS = 4
 
 
 def decoder_feeds(session, head_size: int, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -95,9 +90,8 @@ def compare_decoder(reference: ModelSource | Callable[[], ModelSource], candidat
     """Run both decoders on the same prompts with empty caches and compare their logits (the first output)
     with ``compare_arrays``'s oracle tolerance (``oracle``) or drift criterion (1 - cosine of the logits, at most
     ``max_drift``). Prompts: ``ids`` [batch, sequence], else ``batch`` random ones of ``length`` tokens. Either
-    model may be a callable that builds it: it is called when its session is made and released after. A reference with
-    more than PART_ABOVE bytes of weights in a data file runs a part at a time (``PartedSession``); the candidate
-    always runs whole."""
+    model may be a callable that builds it: it is called when its session is made and released after. A big
+    reference runs a part at a time (``reference_session``); the candidate always runs whole."""
     given = ids is not None
     if ids is None:
         ids = np.random.default_rng(seed).integers(0, vocab, size=(batch, length))
@@ -107,9 +101,9 @@ def compare_decoder(reference: ModelSource | Callable[[], ModelSource], candidat
     for k, model in enumerate((reference, candidate)):  # one session at a time, without pre-packed weight copies
         if callable(model):  # built only now, and dropped (with its graph) before the next session
             model = model()
-        if k == 0 and _weight_bytes(model) > PART_ABOVE:  # the reference a part at a time: never all its weights
-            session = PartedSession(model, provider, part_bytes=_weight_bytes(model) // REFERENCE_PARTS + 1)
-            parts = len(session.parts)
+        if k == 0:  # the reference: a big one a part at a time, never all its weights mapped
+            session = reference_session(model, provider)
+            parts = len(session.parts) if isinstance(session, PartedSession) else 1
         else:  # the candidate, the model that is written, runs whole
             session = make_session(model, provider, fuse=False, prepack=False)
         logits.append(session.run([session.get_outputs()[0].name], decoder_feeds(session, head_size, ids))[0])
@@ -128,13 +122,6 @@ def compare_decoder(reference: ModelSource | Callable[[], ModelSource], candidat
                       provider=resolved, inputs=f"{batch} {'given' if given else 'random'} prompts of {length} "
                       "tokens, empty KV cache" + (f"; reference run in {parts} parts" if parts > 1 else ""),
                       outputs=[figures], reason=reason)
-
-
-def _weight_bytes(model: ModelSource) -> int:
-    """Bytes of the constants of an exported model whose weights are in a data file (0 for any other model)."""
-    if not isinstance(model, ExportedModel) or model.data_dir is None:
-        return 0
-    return sum(constant_sizes(model.proto.graph).values())
 
 
 def _proto(model: ModelSource) -> onnx.ModelProto:

@@ -18,6 +18,11 @@ import onnx
 from onnxprune.ir.export import ExportedModel
 from onnxprune.runtime.sessions import available_provider, make_session
 
+# A reference model (a mask oracle, or an original compared with) with more bytes of weights in a data file than this
+# runs in REFERENCE_PARTS parts (``reference_session``), so the process never maps all its weights at once.
+PART_ABOVE = 64 << 20
+REFERENCE_PARTS = 4
+
 _ORT_TYPES = {onnx.TensorProto.FLOAT: "float", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "double",
               onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32",
               onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.BOOL: "bool"}
@@ -137,3 +142,20 @@ class PartedSession:
         model = onnx.helper.make_model(graph, opset_imports=list(whole.opset_import), ir_version=whole.ir_version,
                                        functions=list(whole.functions))
         return ExportedModel(model, self.model.data_dir)
+
+
+def data_file_bytes(model) -> int:
+    """Bytes of the constants of an exported model whose weights are in a data file (0 for any other model)."""
+    if not isinstance(model, ExportedModel) or model.data_dir is None:
+        return 0
+    return sum(constant_sizes(model.proto.graph).values())
+
+
+def reference_session(model, provider: str = "cpu"):
+    """A session (without fusions or pre-packed weights) for the reference side of a comparison: a
+    ``PartedSession`` of REFERENCE_PARTS parts when ``model`` has more than PART_ABOVE bytes of weights in a data
+    file, else an onnxruntime session. The model that is written always runs whole, elsewhere."""
+    size = data_file_bytes(model)
+    if size > PART_ABOVE:
+        return PartedSession(model, provider, part_bytes=size // REFERENCE_PARTS + 1)
+    return make_session(model, provider, fuse=False, prepack=False)

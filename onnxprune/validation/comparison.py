@@ -30,6 +30,7 @@ from onnxprune.runtime import (
     random_inputs,
 )
 from onnxprune.runtime.cpu_layouts import runnable_on_cpu
+from onnxprune.runtime.parts import PartedSession, reference_session
 
 DEFAULT_RTOL = 1e-4
 DEFAULT_MAX_DRIFT = 0.01
@@ -219,7 +220,9 @@ def compare(reference: ModelSource, candidate: ModelSource, feeds: dict | list[d
                                                  "CPU kernel (the written model keeps them packed)"]))
     batch = batch or (ORACLE_BATCH if oracle else DRIFT_BATCH)
     try:
-        ref_session = make_session(reference, provider, fuse=False, prepack=False)
+        ref_session = reference_session(reference, provider)  # a big one a part at a time (runtime.parts)
+        if isinstance(ref_session, PartedSession):
+            note = "; ".join(filter(None, [note, f"reference run in {len(ref_session.parts)} parts"]))
         ref_provider = ref_session.get_providers()[0]
         if feeds is None:
             batches, inputs = input_feeds(ref_session, calib, batch, seed, reference, shapes)
