@@ -111,10 +111,10 @@ class Comparison:
         """A short form for ``prune``'s report line."""
         verdict = "PASSED" if self.passed else "FAILED"
         on = f" on {self.inputs}" if self.inputs else ""
-        if self.oracle:
-            return f"{verdict} (mask oracle, max abs diff {self.max_abs_diff:.2e}{on})"
-        top1 = "" if self.top1_agreement is None else f", top-1 {self.top1_agreement:.0%}"
         why = f"; {self.note}" if self.note else ""
+        if self.oracle:
+            return f"{verdict} (mask oracle, max abs diff {self.max_abs_diff:.2e}{on}{why})"
+        top1 = "" if self.top1_agreement is None else f", top-1 {self.top1_agreement:.0%}"
         return (f"{verdict} (drift {self.drift:.3g}, allowed {self.max_drift:.3g}: max |diff| "
                 f"{self.max_abs_diff:.3g}, cosine {self.cosine:.4f}{top1}{on}{why})")
 
