@@ -124,13 +124,17 @@ main.add_command(report_command)
 @click.option("--details/--no-details", default=False, help="Print every member of every group.")
 @input_shape_option
 @factor_option
+@click.option("--attention-units", type=click.Choice(["kv-groups", "query-heads"]), default="kv-groups",
+              show_default=True, help="GroupQueryAttention's unit: whole KV groups (what --heads-ratio prunes) or "
+                                      "query heads inside them (what --query-heads-ratio prunes, in its own pass).")
 @initializer_inputs_option
 @clean_errors
 def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shapes: tuple[str, ...],
-           factor_policy: str, prune_initializer_inputs: str) -> None:
+           factor_policy: str, attention_units: str, prune_initializer_inputs: str) -> None:
     """List the channel groups of MODEL: size, members, prunable or blocked with the reason."""
     dg = analyse_model(model, input_shapes=parse_input_shapes(input_shapes),
-                       options=AnalysisOptions(factor_policy=factor_policy),
+                       options=AnalysisOptions(factor_policy=factor_policy,
+                                               attention_units=attention_units.replace("-", "_")),
                        initializer_inputs=prune_initializer_inputs)
     listed = dg.groups if show_all else dg.channel_groups()
     if as_json:
@@ -147,8 +151,9 @@ def groups(model: str, as_json: bool, show_all: bool, details: bool, input_shape
         exact = "" if group.exact else " (not mask-exact)"
         unit = {"heads": "heads", "head_dim positions": "hd"}.get(group.unit_name(), "ch")
         labels = f"  [{', '.join(sorted(group.labels))}]" if group.labels else ""
+        blocks = "" if group.blocks is None else f"  ({int(group.blocks.max()) + 1} equal blocks)"
         click.echo(f"{group.id:>4}  {group.size:>6} {unit:<5} {len(group.members):>3} members  {group.root}  "
-                   f"{state}{exact}{labels}")
+                   f"{state}{exact}{labels}{blocks}")
     untied = sum(d.untied for d in dg.ties)
     if dg.ties:
         click.echo(f"shared constants: {untied} untied (identical values only), {len(dg.ties) - untied} ties kept"

@@ -12,7 +12,7 @@ import onnxprune as op
 from onnxprune.errors import PruneError
 from onnxprune.validation.oracle import compare
 from tests.support.checked import checked_prune
-from tests.support.handlers_util import analyse, attribute, group_of, table
+from tests.support.handlers_util import analyse, attribute, group_of, make_model, table
 
 MS = '<ir_version: 8, opset_import: ["" : 17, "com.microsoft" : 1]>'
 SIGNATURE = """(float[1,5,16] x, float[1,2,3,16] past_key, float[1,2,3,16] past_value, int32[1] seqlens_k,
@@ -79,3 +79,24 @@ def test_kv_groups_stay_the_default_and_rewrite_from_widths():
 def test_attention_units_must_be_known():
     with pytest.raises(ValueError, match="attention_units"):
         op.AnalysisOptions(attention_units="heads")
+
+
+def test_groups_command_lists_query_heads_with_their_blocks(tmp_path):
+    """`onnxprune groups --attention-units query-heads` shows the query-head group and its equal blocks; the default
+    shows whole KV groups."""
+    import onnx
+    from click.testing import CliRunner
+
+    from onnxprune.cli import main
+
+    path = tmp_path / "gqa.onnx"
+    onnx.save(make_model(UNPACKED), path)
+    default = CliRunner().invoke(main, ["groups", str(path)])
+    query = CliRunner().invoke(main, ["groups", str(path), "--attention-units", "query-heads"])
+    details = CliRunner().invoke(main, ["groups", str(path), "--details", "--attention-units", "query-heads"])
+    assert default.exit_code == query.exit_code == details.exit_code == 0, default.output + query.output
+    assert "2 heads  12 members  wq[axis 1]  blocked: graph input 'past_key' axis 1 is protected" in default.output
+    assert "equal blocks" not in default.output
+    assert "4 heads   4 members  wq[axis 1]  prunable  [heads, query_heads]  (2 equal blocks)" in query.output
+    assert "KV heads stay while query heads are the units" in query.output
+    assert "4 heads, prunable, 2 equal blocks (same count removed from each)" in details.output
