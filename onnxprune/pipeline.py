@@ -25,6 +25,7 @@ from onnxprune.genai import decoder_fidelity, validate_decoder
 from onnxprune.ir.export import export_graph
 from onnxprune.ir.saving import save_model
 from onnxprune.reconstruct import ReconstructOptions, reconstruct
+from onnxprune.reconstruct.sequential import pruned_feeds
 from onnxprune.report import report_tables, write_html
 from onnxprune.runtime import available_provider
 from onnxprune.search import plan_for_target, plan_pruning
@@ -118,6 +119,7 @@ class Pruned:
     report: dict
     source: str | None = None
     passes: list[Pruned] = field(default_factory=list)  # each pass of a two-pass prune (see prune_passes)
+    structural: PruneResult | None = None  # the pruned model before reconstruction (None when no refit ran)
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -231,7 +233,7 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
                                        max_drift=_max_drift(options)).to_dict()
         validation["skipped"] = False
         seconds["validate"] = _lap(mark)
-    reconstruction, fidelity = None, None
+    reconstruction, fidelity, structural = None, None, None
     if options.refit and plan.groups:
         mark = time.perf_counter()
         progress(f"reconstructing on {calibration.fit_samples} calibration samples")
@@ -270,7 +272,8 @@ def prune(source: str | os.PathLike | onnx.ModelProto, options: PruneOptions | N
     seconds["total"] = _lap(start)
     report["stage_seconds"] = seconds
     report["seconds"] = seconds["total"]
-    return Pruned(result, plan, report, None if isinstance(source, onnx.ModelProto) else os.fspath(source))
+    return Pruned(result, plan, report, None if isinstance(source, onnx.ModelProto) else os.fspath(source),
+                  structural=structural)
 
 
 def prune_file(source: str | os.PathLike, output: str | os.PathLike, options: PruneOptions,
@@ -295,42 +298,105 @@ def prune_passes(source: str | os.PathLike | onnx.ModelProto, options: PruneOpti
     analysis, so pruning is two passes. The first is ``options`` as given (KV groups at ``heads_ratio``, kept whole
     when it is None, and every other group); the second re-analyses its in-memory result with attention_units
     'query_heads' and removes ``query_heads_ratio`` of the query heads inside each KV group, nothing else, and is
-    validated against its own mask oracle. The report is the first pass's with the final sizes, each pass in
-    ``passes`` (what it removed, its validation), and the worse validation."""
+    validated against its own mask oracle. With calibration data both passes reconstruct on the same split (the
+    second refits towards the first's refit output), and the final fidelity is measured from the input model (see
+    ``_two_pass_fidelity``). The report is the first pass's with the final sizes, each pass in ``passes`` (what it
+    removed, its validation, its refit), and the worse validation."""
     heads = 0.0 if options.heads_ratio is None else options.heads_ratio
-    first = prune(source, dataclasses.replace(options, query_heads_ratio=None, heads_ratio=heads), progress)
+    calibration = None if options.calib is None else prepare_calibration(
+        source, options.calib, holdout=options.calib_holdout, seed=options.seed, mode=options.calib_mode)
+    first = prune(source, dataclasses.replace(options, calib=calibration, query_heads_ratio=None, heads_ratio=heads),
+                  progress)
     progress(f"second pass: {options.query_heads_ratio:.0%} of the query heads inside each KV group")
     second = prune(first.model, dataclasses.replace(
-        options, ratio=0.0, heads_ratio=None, global_ranking=False, target_macs=None, target_params=None,
-        min_agreement=None, reconstruct=False, allocate="uniform", attention_units="query_heads", html=None), progress)
-    report = dict(first.report)
+        options, calib=_fed_to(calibration, first.result), ratio=0.0, heads_ratio=None, global_ranking=False,
+        target_macs=None, target_params=None, min_agreement=None, allocate="uniform", attention_units="query_heads",
+        html=None), progress)
+    report = dict(first.report, notes=list(first.report["notes"]))
     report["macs"] = {**second.report["macs"], "before": first.report["macs"]["before"]}
     report["params"] = {"before": first.report["params"]["before"], "after": second.report["params"]["after"]}
     report["groups"] = {**first.report["groups"], "pruned": first.report["groups"]["pruned"]
                         + second.report["groups"]["pruned"]}
     report["channels_removed"] = first.report["channels_removed"] + second.report["channels_removed"]
     report["warnings"] = first.report["warnings"] + second.report["warnings"]
-    if first.plan.refit:
-        report["warnings"].append("reconstruction and its fidelity figures cover pass 1 only: the query heads pass 2 "
-                                  "removes are not refit, and its drift is not in those figures")
     report["validation"] = next((p.report["validation"] for p in (first, second)
                                  if p.report["validation"].get("passed") is False), second.report["validation"])
     report["passes"] = [_pass_summary(p, what) for p, what in (
         (first, "KV groups and every other group" if options.heads_ratio is not None else "every group but heads"),
         (second, "query heads inside each KV group"))]
     report["stage_seconds"] = {"pass 1": first.report["seconds"], "pass 2": second.report["seconds"]}
-    report["seconds"] = report["stage_seconds"]["pass 1"] + report["stage_seconds"]["pass 2"]
-    return Pruned(second.result, second.plan, report, first.source, [first, second])
+    structural = None
+    if "reconstruction" in first.report or "reconstruction" in second.report:
+        mark = time.perf_counter()
+        progress("measuring the final model against the input on held-out calibration data")
+        structural = _unrefit(first, second, report["notes"])
+        report["reconstruction"] = _merged_reconstruction(first, second)
+        report["fidelity"] = _two_pass_fidelity(first, structural, second, calibration, options)
+        report["stage_seconds"]["measure"] = _lap(mark)
+    report["seconds"] = round(sum(report["stage_seconds"].values()), 3)
+    return Pruned(second.result, second.plan, report, first.source, [first, second], structural)
+
+
+def _fed_to(calibration, result: PruneResult):
+    """The calibration batches as ``result`` takes them (graph-input axes it pruned, e.g. KV-cache heads, dropped)."""
+    if calibration is None:
+        return None
+    return dataclasses.replace(calibration, fit=pruned_feeds(calibration.fit, result.removed),
+                               holdout=pruned_feeds(calibration.holdout, result.removed))
+
+
+def _merged_reconstruction(first: Pruned, second: Pruned) -> dict:
+    """Both passes' reconstruction reports as one (layers and notes of each, tagged with their pass)."""
+    parts = [(k, p.report["reconstruction"]) for k, p in enumerate((first, second), 1) if "reconstruction" in p.report]
+    merged = dict(parts[0][1])
+    merged["layers"] = [{**layer, "pass": k} for k, part in parts for layer in part["layers"]]
+    merged["notes"] = [f"pass {k}: {note}" for k, part in parts for note in part["notes"]]
+    merged["seconds"] = sum(part["seconds"] for _, part in parts)
+    return merged
+
+
+def _two_pass_fidelity(first: Pruned, structural: PruneResult, second: Pruned, calibration,
+                       options: PruneOptions) -> dict:
+    """Fidelity rows of a two-pass prune, all measured from the input model on the held-out batches: 'pruned' is
+    ``structural`` (both passes' removals without any refit, see ``_unrefit``), 'pruned + reconstructed' the final
+    model."""
+    dg = first.plan.depgraph
+    measure = decoder_fidelity_of if _prunes_io(first.result, options) else measure_fidelity
+    return measure(export_graph(dg.graph, dg.loaded), structural, second.result,
+                   calibration.holdout or calibration.fit, _max_drift(options),
+                   options.provider if options.validate else "cpu")
+
+
+def _unrefit(first: Pruned, second: Pruned, notes: list) -> PruneResult:
+    """Both passes' removals with no reconstruction. Pass 2's groups were found on pass 1's refit output (the refit
+    may add bias nodes), so they are looked up again, by root axis and size, on pass 1's structural result; where one
+    is not found the row falls back to pass 1 refit + pass 2 structural, and a note says so."""
+    if first.structural is None:  # pass 1 refit nothing: pass 2's own structural result is the one
+        return second.structural or second.result
+    if not second.plan.groups:
+        return first.structural
+    dg = second.plan.settings.analyse(first.structural.model)
+    found = {(g.root, g.size): g.id for g in dg.channel_groups()}
+    wanted = {gid: (second.plan.depgraph.group(gid).root, second.plan.depgraph.group(gid).size)
+              for gid in second.plan.groups}
+    if not all(key in found for key in wanted.values()):
+        notes.append("fidelity: the 'pruned' row is pass 1 refit + pass 2 structural (pass 2's groups were not found "
+                     "again on pass 1's structural result)")
+        return second.structural or second.result
+    return apply_plan(dg, {found[wanted[gid]]: units for gid, units in second.plan.groups.items()})
 
 
 def _pass_summary(pruned: Pruned, what: str) -> dict:
-    """One pass of ``prune_passes`` in the report: what it pruned, how much, and its validation."""
+    """One pass of ``prune_passes`` in the report: what it pruned, how much, its validation, and how many layers
+    its reconstruction refit (None: no reconstruction ran in that pass)."""
     dg = pruned.plan.depgraph
     heads = sum(len(u) for g, u in pruned.plan.groups.items() if is_heads(dg.group(g)))
     return {"what": what, "attention_units": pruned.plan.settings.attention_units,
             "groups_pruned": len(pruned.plan.groups), "units_removed": pruned.report["channels_removed"],
             "head_units_removed": heads, "macs_after": pruned.report["macs"]["after"],
-            "params_after": pruned.report["params"]["after"], "validation": pruned.report["validation"]}
+            "params_after": pruned.report["params"]["after"], "validation": pruned.report["validation"],
+            "refit_layers": len(pruned.report["reconstruction"]["layers"]) if "reconstruction" in pruned.report
+            else None}
 
 
 def _why_nothing(dg, options: PruneOptions) -> str:
@@ -431,7 +497,8 @@ def _pass_lines(report: dict) -> list[str]:
         check = step["validation"]
         check = "skipped" if check.get("skipped") else Comparison.from_dict(check).summary()
         lines.append(f"  pass {k}  {step['what']}: {step['groups_pruned']} groups, {step['units_removed']} units "
-                     f"({step['head_units_removed']} heads) removed; validation: {check}")
+                     f"({step['head_units_removed']} heads) removed; validation: {check}"
+                     + ("" if step.get("refit_layers") is None else f"; {step['refit_layers']} layers refit"))
     return lines
 
 

@@ -73,9 +73,11 @@ def encode(text: str) -> np.ndarray:
     return np.array([index[c] for c in text], dtype=np.int64)
 
 
-def save_trained_llama(out: Path, text: str, steps: int = 250, window: int = 64, seed: int = 0) -> Path:
-    """A LlamaForCausalLM of SIZES trained for ``steps`` Adam steps as a character-level language model on the
-    first 80% of ``text`` (the rest is held out), with a character tokenizer saved beside it."""
+def save_trained_llama(out: Path, text: str, steps: int = 250, window: int = 64, seed: int = 0,
+                       kind: str = "llama") -> Path:
+    """A LlamaForCausalLM (``kind`` 'qwen2': Qwen2ForCausalLM, q/k/v with biases) of SIZES, grouped-query (4 query
+    heads, 2 KV heads), trained for ``steps`` Adam steps as a character-level language model on the first 80% of
+    ``text`` (the rest is held out), with a character tokenizer saved beside it."""
     import torch
     import transformers
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
@@ -83,7 +85,8 @@ def save_trained_llama(out: Path, text: str, steps: int = 250, window: int = 64,
 
     torch.manual_seed(seed)
     ids = torch.from_numpy(encode(text))[: int(len(text) * 0.8)]
-    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SIZES))
+    names = {"llama": "Llama", "qwen2": "Qwen2"}[kind]
+    model = getattr(transformers, f"{names}ForCausalLM")(getattr(transformers, f"{names}Config")(**SIZES))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     rng = np.random.default_rng(seed)
     model.train()
