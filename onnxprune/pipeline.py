@@ -17,7 +17,7 @@ from pathlib import Path
 
 import onnx
 
-from onnxprune.analysis.stats import count_params, macs_report
+from onnxprune.analysis.stats import count_macs, count_params, macs_report
 from onnxprune.apply import PruneResult, apply_plan
 from onnxprune.data import prepare_calibration
 from onnxprune.errors import OnnxPruneError
@@ -313,7 +313,7 @@ def prune_passes(source: str | os.PathLike | onnx.ModelProto, options: PruneOpti
         target_macs=None, target_params=None, min_agreement=None, allocate="uniform", attention_units="query_heads",
         html=None), progress)
     report = dict(first.report, notes=list(first.report["notes"]))
-    report["macs"] = {**second.report["macs"], "before": first.report["macs"]["before"]}
+    report["macs"] = _final_macs(first, second)
     report["params"] = {"before": first.report["params"]["before"], "after": second.report["params"]["after"]}
     report["groups"] = {**first.report["groups"], "pruned": first.report["groups"]["pruned"]
                         + second.report["groups"]["pruned"]}
@@ -324,6 +324,7 @@ def prune_passes(source: str | os.PathLike | onnx.ModelProto, options: PruneOpti
     report["passes"] = [_pass_summary(p, what) for p, what in (
         (first, "KV groups and every other group" if options.heads_ratio is not None else "every group but heads"),
         (second, "query heads inside each KV group"))]
+    report["passes"][1]["macs_after"] = report["macs"]["after"]  # counted as pass 1 counted
     report["stage_seconds"] = {"pass 1": first.report["seconds"], "pass 2": second.report["seconds"]}
     structural = None
     if "reconstruction" in first.report or "reconstruction" in second.report:
@@ -335,6 +336,15 @@ def prune_passes(source: str | os.PathLike | onnx.ModelProto, options: PruneOpti
         report["stage_seconds"]["measure"] = _lap(mark)
     report["seconds"] = round(sum(report["stage_seconds"].values()), 3)
     return Pruned(second.result, second.plan, report, first.source, [first, second], structural)
+
+
+def _final_macs(first: Pruned, second: Pruned) -> dict:
+    """MACs before (pass 1's) and after (the final model), counted the same way: pass 1 counts symbolic dims as 1
+    when its input keeps weights in a data file, while pass 2 (an in-memory model) could count at concrete shapes."""
+    before = first.report["macs"]
+    if str(before.get("at", "")).startswith("symbolic") and second.report["macs"].get("at") != before["at"]:
+        return {**before, "after": count_macs(second.result.graph)}
+    return {**second.report["macs"], "before": before["before"]}
 
 
 def _fed_to(calibration, result: PruneResult):
