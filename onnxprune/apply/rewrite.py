@@ -31,7 +31,7 @@ from onnxprune.ir.loading import LoadedModel
 from onnxprune.ir.reading import release_pages
 from onnxprune.ir.saving import save_model
 from onnxprune.ir.untie import reshare_constants
-from onnxprune.ir.weight_folding import DeferredValues
+from onnxprune.ir.weight_folding import DeferredValues, refold_layouts
 
 
 @dataclass
@@ -151,11 +151,12 @@ def _pruned_graph(dg: DependencyGraph, removed: dict[ChannelAxis, np.ndarray]) -
             else:
                 tensor.values = _sliced(np.asarray(tensor.values), cuts)
     touched = set(by_tensor)
+    made: dict = {}  # constants handlers made from each old one: equal new values share one (set_input_values)
     for node in list(all_nodes(graph)):
         if any(t.name in touched for t in list(node.inputs) + list(node.outputs)):
             handler = handler_for(node)
             try:
-                handler.rewrite(node, RewriteContext(node, removed, sizes, graph, dg.opset))
+                handler.rewrite(node, RewriteContext(node, removed, sizes, graph, dg.opset, made))
             except PruneError:
                 raise
             except Exception as exc:
@@ -168,5 +169,6 @@ def _pruned_graph(dg: DependencyGraph, removed: dict[ChannelAxis, np.ndarray]) -
                 shape[axis] = shape[axis] - len(idx)
             tensor.shape = shape
     reshare_constants(graph, getattr(dg, "ties", []))  # untied copies still equal share one constant again
+    refold_layouts(graph, getattr(dg.loaded, "layout_folds", {}))  # a folded view of a shared weight: stored once
     graph.cleanup(remove_unused_graph_inputs=False)
     return graph

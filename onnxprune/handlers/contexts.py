@@ -168,11 +168,12 @@ class RewriteContext(ShapeView):
     """What a handler may change on one node after pruning: attributes and the constants that encode sizes."""
 
     def __init__(self, node: gs.Node, removed: dict[ChannelAxis, np.ndarray], sizes: dict[ChannelAxis, int],
-                 graph: gs.Graph, opset: int):
+                 graph: gs.Graph, opset: int, made: dict[str, list[gs.Constant]] | None = None):
         super().__init__(node, opset)
         self._removed = removed
         self._sizes = sizes
         self._graph = graph
+        self._made = {} if made is None else made  # old tensor name -> constants set_input_values made from it
 
     def removed(self, tensor: gs.Tensor, axis: int) -> np.ndarray:
         """Sorted indices removed from ``tensor``'s ``axis`` (empty array if none)."""
@@ -201,12 +202,20 @@ class RewriteContext(ShapeView):
 
     def set_input_values(self, i: int, values: np.ndarray) -> None:
         """Give input ``i`` new constant values, as a new tensor so that other users of the old one keep theirs.
-        An absent optional input is added (empty inputs fill any gap before it)."""
+        An absent optional input is added (empty inputs fill any gap before it). Readers of one constant that get
+        equal new values (tied weights sliced alike) share one new constant (``made``, one per apply)."""
         inputs = self.node.inputs
         while len(inputs) <= i:
             inputs.append(gs.Variable.empty())
         base = inputs[i].name or f"{self.node.name}_input{i}"
-        inputs[i] = gs.Constant(fresh_name(self._graph, base), np.asarray(values))
+        values = np.asarray(values)
+        made = self._made.setdefault(base, []) if inputs[i].name else []
+        same = next((c for c in made if c.dtype == values.dtype and tuple(c.shape) == values.shape
+                     and np.array_equal(c.values, values)), None)  # readers of a shared constant keep sharing
+        if same is None:
+            same = gs.Constant(fresh_name(self._graph, base), values)
+            made.append(same)
+        inputs[i] = same
 
     def set_shape_value(self, i: int, position: int, value: int) -> None:
         """Set element ``position`` of the 1-D shape-like input ``i`` (Reshape target, Split sizes, Expand shape...).

@@ -19,7 +19,13 @@ from onnxprune.ir.reading import _EXTERNAL_FILES, _check_tensor_data, default_op
 from onnxprune.ir.shape_values import rule_for
 from onnxprune.ir.shape_view import ShapeView, UnknownShape
 from onnxprune.ir.shapes import _check_shapes, infer_shapes, refresh_shapes, set_input_shapes
-from onnxprune.ir.weight_folding import computes_from_constants, fold_weight_nodes, grows, needing_readers
+from onnxprune.ir.weight_folding import (
+    computes_from_constants,
+    fold_weight_nodes,
+    grows,
+    layout_sources,
+    needing_readers,
+)
 
 _MAX_FOLD_ROUNDS = 64  # each ShuffleNetV2 unit's shuffle target needs the previous unit's shapes: one round per unit
 
@@ -44,6 +50,7 @@ class LoadedModel:
     doc_string: str = ""
     domain: str = ""
     grown: list = field(default_factory=list)  # notes: constants folded although larger than what they replaced
+    layout_folds: dict = field(default_factory=dict)  # folded layout constant -> LayoutFold (weight_folding)
     value_info: frozenset | None = None  # names the file gave shapes to (in any body); None: write every shape
 
 
@@ -139,6 +146,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
         overridable = set()
 
     grown: dict[str, str] = {}  # folded output -> note, for values folded larger than their subgraph
+    layout_folds = layout_sources(graph)  # what folding will copy: refold_layouts stores it once when written
 
     def keep(node: gs.Node) -> bool:
         """Not folded: what reads an overridable initializer (not constant), and what would grow the model unless
@@ -200,6 +208,7 @@ def load(source: str | os.PathLike | onnx.ModelProto, input_shapes: dict | None 
                                       for n in model.graph.node if n.name and len(n.metadata_props)},
                        model_version=model.model_version, doc_string=model.doc_string, domain=model.domain,
                        grown=[note for name, note in grown.items() if name in constants],
+                       layout_folds={name: fold for name, fold in layout_folds.items() if name in constants},
                        value_info=frozenset(v.name for g in proto_graphs(model.graph) for v in g.value_info))
 
 

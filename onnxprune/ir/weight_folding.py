@@ -20,11 +20,18 @@ grows too when it is small (``Range(0, 8)`` of three scalars); integer values of
 elements (shapes, indices, axes) always fold. A grown value is folded only where a handler needs it as a constant
 to prune (``needing_readers``: a Conv/Gemm/norm parameter slot, or a small value sliced where it meets an
 activation, as a timestep embedding's frequencies), and the load says so (``LoadedModel.grown``).
+
+**Shared sources.** A layout op folded on a weight that other nodes also read (a tied embedding reshaped for
+GatherBlockQuantized, ``Transpose(W)`` beside ``Gather(W)``) leaves two constants of the same bytes. The layout ops
+are recorded before folding (``layout_sources``), and ``refold_layouts`` puts them back in a written graph wherever
+both constants are still there and still the same values under it (pruning slices both alike): the weight is stored
+once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -32,9 +39,12 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 from onnx_graphsurgeon.ir.tensor import LazyValues
 
+from onnxprune.ir.graph import fresh_name
+
 # Constants with more elements than this are weights (not shape-like values, which ordinary folding handles).
 WEIGHT_MIN_ELEMENTS = 64
 _RESHAPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+_LAYOUTS = _RESHAPES | {"Identity", "Transpose"}
 # What onnx-graphsurgeon never folds (quantized weights stay quantized), so neither do we.
 _NEVER_FOLDED = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 
@@ -182,6 +192,31 @@ def is_weight(tensor: gs.Tensor) -> bool:
     return shape is not None and int(np.prod(shape)) > WEIGHT_MIN_ELEMENTS
 
 
+@dataclass(frozen=True)
+class LayoutFold:
+    """A constant folded from a layout op of another constant: ``op`` (Identity, Transpose or one of the Reshape
+    family), its ``source`` constant's name and, for Transpose, ``perm``."""
+
+    op: str
+    source: str
+    perm: tuple[int, ...] | None = None
+
+
+def layout_sources(graph: gs.Graph) -> dict[str, LayoutFold]:
+    """{output name: LayoutFold} for every layout op of ``graph`` whose data input is a constant: what folding
+    (ours or onnx-graphsurgeon's) will turn into a second constant of the same bytes (see ``refold_layouts``)."""
+    folds = {}
+    for node in graph.nodes:
+        if node.op not in _LAYOUTS or node.domain not in ("", "ai.onnx", None) or len(node.outputs) != 1 \
+                or not node.inputs or not isinstance(node.inputs[0], gs.Constant):
+            continue
+        perm = None
+        if node.op == "Transpose":
+            perm = tuple(node.attrs.get("perm", list(range(len(node.inputs[0].shape)))[::-1]))
+        folds[node.outputs[0].name] = LayoutFold(node.op, node.inputs[0].name, perm)
+    return folds
+
+
 def fold_weight_nodes(graph: gs.Graph, opset_imports, ir_version: int, keep: Callable[[gs.Node], bool]) -> int:
     """Turn the output of every node whose inputs are all constants, at least one a weight, into a constant (a
     view or deferred values, see the module docstring). Nodes ``keep`` names, nodes with subgraphs or several
@@ -246,3 +281,54 @@ def _runner(node: gs.Node, opset_imports, ir_version: int) -> Callable[[], np.nd
         return session.run([name], {})[0]
 
     return run
+
+
+def _current(constant: gs.Constant) -> np.ndarray:
+    """The values of ``constant`` without keeping lazy ones computed in it (deferred slices stay deferred)."""
+    values = constant._values
+    return values.load() if isinstance(values, LazyValues) else np.asarray(values)
+
+
+def refold_layouts(graph: gs.Graph, layout_folds: dict[str, LayoutFold]) -> int:
+    """Where a folded layout constant and its source are both still in ``graph`` (the source has other readers)
+    and the layout op still maps the one onto the other, let the readers read the layout op of the source again,
+    so the bytes are stored once (module docstring, 'Shared sources'). Returns how many constants were refolded."""
+    tensors = graph.tensors()
+    refolded = 0
+    for name, fold in layout_folds.items():
+        folded, source = tensors.get(name), tensors.get(fold.source)
+        if not (isinstance(folded, gs.Constant) and isinstance(source, gs.Constant)) or folded.inputs:
+            continue
+        if folded.dtype != source.dtype or int(np.prod(folded.shape)) != int(np.prod(source.shape)):
+            continue
+        if fold.op == "Transpose" and (fold.perm is None or len(fold.perm) != len(source.shape)):
+            continue
+        values = _current(source)
+        moved = np.transpose(values, fold.perm) if fold.op == "Transpose" else values.reshape(folded.shape)
+        if not np.array_equal(moved, _current(folded)):
+            continue
+        readers = list(folded.outputs)
+        if fold.op == "Identity":
+            replacement = source
+        else:
+            replacement = gs.Variable(name, dtype=folded.dtype, shape=list(folded.shape))
+            folded.name = f"{name}_folded"  # detached below; the graph's cleanup drops it
+            layout = fresh_name(graph, f"{name}_layout")
+            if fold.op == "Transpose":
+                node = gs.Node("Transpose", name=layout, attrs={"perm": list(fold.perm)}, inputs=[source],
+                               outputs=[replacement])
+            else:
+                target = gs.Constant(layout, np.array(folded.shape, dtype=np.int64))
+                node = gs.Node("Reshape", name=layout, inputs=[source, target], outputs=[replacement])
+            graph.nodes.append(node)
+        for reader in readers:
+            for k, tensor in enumerate(reader.inputs):
+                if tensor is folded:
+                    reader.inputs[k] = replacement
+        for k, out in enumerate(graph.outputs):
+            if out is folded:
+                graph.outputs[k] = replacement
+        refolded += 1
+    if refolded:
+        graph.toposort()
+    return refolded

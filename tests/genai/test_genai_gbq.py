@@ -57,6 +57,13 @@ def _embedding(path, ids: np.ndarray) -> np.ndarray:
     return session.run(None, {"input_ids": ids})[0]
 
 
+def node_of(model: onnx.ModelProto, op_type: str, name: str = "") -> onnx.NodeProto:
+    """The one node of ``op_type`` (whose name contains ``name``) in ``model``."""
+    found = [n for n in model.graph.node if n.op_type == op_type and name in n.name]
+    assert len(found) == 1, [n.name for n in found]
+    return found[0]
+
+
 def _prune(src, out_dir, **options):
     pruned = onnxprune.prune(str(src), heads_ratio=0.0, validate=False, allowed_io_axes=tuple(cache_io_axes(src)),
                              **options)
@@ -96,6 +103,12 @@ def test_hidden_width_prunes_through_the_quantized_embedding(tied_int4, tmp_path
     assert drift.passed and drift.max_abs_diff > 0, drift.format()  # hidden width: RMSNorm, not mask-exact
     tokens = _generate(tmp_path)
     assert len(tokens) == 30 and all(0 <= t < VOCAB for t in tokens)
+    # the table stays tied to the lm_head as in the input: a Reshape of its packed weights, the same scales
+    written = onnx.load(str(out), load_external_data=False)
+    nodes = {o: n for n in written.graph.node for o in n.output}
+    gather, head = node_of(written, GBQ), node_of(written, "MatMulNBits", "lm_head")
+    assert nodes[gather.input[0]].op_type == "Reshape" and nodes[gather.input[0]].input[0] == head.input[1]
+    assert gather.input[2] == head.input[2]
 
 
 @pytest.mark.slow
