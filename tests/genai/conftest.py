@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+import onnx_graphsurgeon as gs
 import pytest
 
+import onnxprune.pipeline as pipeline
 from tests.genai.builders import build, save_hf_model
 
 _CACHE: dict = {}
@@ -22,3 +25,19 @@ def genai_model(tmp_path_factory):
         return _CACHE[key]
 
     return get
+
+
+@pytest.fixture
+def broken_apply(monkeypatch):
+    """``prune``'s apply patched to scale a kept MLP weight (a down_proj) of the pruned decoder by 1.5: a broken
+    prune that validation must catch."""
+    real = pipeline.apply_plan
+
+    def broken(dg, plan):
+        result = real(dg, plan)
+        weight = next(t for name, t in result.graph.tensors().items()
+                      if isinstance(t, gs.Constant) and "down_proj" in name and t.values.ndim == 2)
+        weight.values = np.asarray(weight.values) * np.float32(1.5)
+        return result
+
+    monkeypatch.setattr(pipeline, "apply_plan", broken)

@@ -11,11 +11,11 @@ import tracemalloc
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune as op
 from onnxprune.ir.weight_folding import DeferredValues
 from onnxprune.runtime import run
+from tests.support.tiny_models import relu_mlp
 
 WIDTH = 512  # each hidden weight is 512 x 512 float32 = 1 MiB, the smallest size sliced lazily
 LAYERS = 8
@@ -23,21 +23,7 @@ WEIGHT_BYTES = WIDTH * WIDTH * 4
 
 
 def _mlp() -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    nodes, inits, current = [], [], "x"
-    for k in range(LAYERS + 1):
-        out_dim = WIDTH if k < LAYERS else 4
-        inits += [numpy_helper.from_array(rng.standard_normal((WIDTH, out_dim)).astype(np.float32) * 0.05, f"w{k}"),
-                  numpy_helper.from_array(rng.standard_normal(out_dim).astype(np.float32), f"b{k}")]
-        nodes.append(helper.make_node("MatMul", [current, f"w{k}"], [f"m{k}"]))
-        out = f"a{k}" if k < LAYERS else "y"
-        nodes.append(helper.make_node("Add", [f"m{k}", f"b{k}"], [out]))
-        if k < LAYERS:
-            nodes.append(helper.make_node("Relu", [out], [f"r{k}"]))
-            current = f"r{k}"
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", WIDTH])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return relu_mlp(WIDTH, LAYERS, scale=0.05)
 
 
 @pytest.fixture()

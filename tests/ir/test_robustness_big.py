@@ -10,30 +10,18 @@ import os
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
 import onnxprune as op
 from onnxprune.ir import export, saving
 from onnxprune.runtime import run
 from onnxprune.validation.oracle import compare
 from tests.support.checked import checked_prune
+from tests.support.tiny_models import relu_mlp
 
 
 def _mlp(width: int = 64, layers: int = 3) -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    nodes, inits, current = [], [], "x"
-    for k in range(layers + 1):
-        out_dim = width if k < layers else 4
-        inits += [numpy_helper.from_array(rng.standard_normal((out_dim, width)).astype(np.float32) * 0.2, f"w{k}"),
-                  numpy_helper.from_array(rng.standard_normal(out_dim).astype(np.float32), f"b{k}")]
-        out = f"g{k}" if k < layers else "y"
-        nodes.append(helper.make_node("Gemm", [current, f"w{k}", f"b{k}"], [out], transB=1))
-        if k < layers:
-            nodes.append(helper.make_node("Relu", [out], [f"r{k}"]))
-            current = f"r{k}"
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return relu_mlp(width, layers, scale=0.2, gemm=True)
 
 
 @pytest.fixture()

@@ -25,3 +25,27 @@ def sequence_model(weight: np.ndarray) -> onnx.ModelProto:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, weight.shape[1]])], [w])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def relu_mlp(width: int, layers: int, scale: float, gemm: bool = False) -> onnx.ModelProto:
+    """x[N, width] -> ``layers`` x (linear + bias + Relu) -> linear + bias -> y[N, 4], random weights (seed 0) times
+    ``scale``: MatMul + Add with w[in, out], or (``gemm``) Gemm with transB and w[out, in]."""
+    rng = np.random.default_rng(0)
+    nodes, inits, current = [], [], "x"
+    for k in range(layers + 1):
+        out_dim = width if k < layers else 4
+        shape = (out_dim, width) if gemm else (width, out_dim)
+        inits += [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * scale, f"w{k}"),
+                  numpy_helper.from_array(rng.standard_normal(out_dim).astype(np.float32), f"b{k}")]
+        out = ("g" if gemm else "a") + str(k) if k < layers else "y"
+        if gemm:
+            nodes.append(helper.make_node("Gemm", [current, f"w{k}", f"b{k}"], [out], transB=1))
+        else:
+            nodes += [helper.make_node("MatMul", [current, f"w{k}"], [f"m{k}"]),
+                      helper.make_node("Add", [f"m{k}", f"b{k}"], [out])]
+        if k < layers:
+            nodes.append(helper.make_node("Relu", [out], [f"r{k}"]))
+            current = f"r{k}"
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

@@ -9,28 +9,15 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune.pipeline as pipeline
+from tests.support.tiny_models import relu_mlp
 
 
 @pytest.fixture
 def mlp_with_data_file(tmp_path) -> str:
-    """x -> 3 x (MatMul + Add + Relu) -> MatMul, saved with every weight in model.onnx.data."""
-    rng = np.random.default_rng(0)
-    inits, nodes, current, width = [], [], "x", 16
-    for k in range(3):
-        inits += [numpy_helper.from_array(rng.standard_normal((width, 64)).astype(np.float32) * 0.3, f"w{k}"),
-                  numpy_helper.from_array(rng.standard_normal(64).astype(np.float32) * 0.1, f"b{k}")]
-        nodes += [helper.make_node("MatMul", [current, f"w{k}"], [f"m{k}"]),
-                  helper.make_node("Add", [f"m{k}", f"b{k}"], [f"a{k}"]),
-                  helper.make_node("Relu", [f"a{k}"], [f"r{k}"])]
-        current, width = f"r{k}", 64
-    inits.append(numpy_helper.from_array(rng.standard_normal((64, 5)).astype(np.float32), "head"))
-    nodes.append(helper.make_node("MatMul", [current, "head"], ["y"]))
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    """x -> 3 x (MatMul + Add + Relu) -> MatMul + Add, saved with every weight in model.onnx.data."""
+    model = relu_mlp(64, 3, scale=0.2)
     path = str(tmp_path / "model.onnx")
     onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx.data",
               size_threshold=0)
