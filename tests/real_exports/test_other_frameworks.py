@@ -137,7 +137,7 @@ def test_keras_gru_loop_prunes_its_hidden_width_exactly(keras_export, tmp_path):
     assert "Loop" in {n.op_type for n in onnx.load(path).graph.node}
     pruned = prune_and_check(path, tmp_path, BATCHES, ratio=0.5)
     dg = pruned.plan.depgraph
-    hidden = [g for g in dg.prunable_groups() if g.root.tensor.startswith("sequential_1/gru_1/")]
+    hidden = [g for g in dg.prunable_groups() if "/gru" in g.root.tensor]  # Keras numbers names per process
     assert hidden and {g.size for g in hidden} == {32}, [(g.root, g.size) for g in dg.prunable_groups()]
     untyped = [r for g in dg.channel_groups() for r in g.blocked_reasons if "could not type the body" in r]
     assert not untyped, untyped
