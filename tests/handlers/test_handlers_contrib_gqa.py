@@ -6,9 +6,12 @@ oracle and num_heads / kv_num_heads are rewritten from the widths."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
+from click.testing import CliRunner
 
 import onnxprune as op
+from onnxprune.cli import main
 from onnxprune.errors import PruneError
 from onnxprune.validation.oracle import compare
 from tests.support.checked import checked_prune
@@ -84,11 +87,6 @@ def test_attention_units_must_be_known():
 def test_groups_command_lists_query_heads_with_their_blocks(tmp_path):
     """`onnxprune groups --attention-units query-heads` shows the query-head group and its equal blocks; the default
     shows whole KV groups."""
-    import onnx
-    from click.testing import CliRunner
-
-    from onnxprune.cli import main
-
     path = tmp_path / "gqa.onnx"
     onnx.save(make_model(UNPACKED), path)
     default = CliRunner().invoke(main, ["groups", str(path)])
