@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnxprune.op_handlers.matmul_nbits import _pack, _unpack
+from onnxprune.op_handlers.matmul_nbits import pack_bits, unpack_bits
 
 from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, register
 
@@ -108,7 +108,7 @@ class GatherBlockQuantizedHandler(OpHandler):
             return
         bits, count = 8 // per_byte, scales.shape[-1]
         rows = int(np.prod(scales.shape[:-1]))
-        unpacked = _unpack(values, rows, count, bits).reshape(scales.shape)[np.ix_(*index)]
+        unpacked = unpack_bits(values, rows, count, bits).reshape(scales.shape)[np.ix_(*index)]
         kept_shape = unpacked.shape
-        packed = _pack(unpacked.reshape(-1, kept_shape[-1]), bits)
+        packed = pack_bits(unpacked.reshape(-1, kept_shape[-1]), bits)
         ctx.set_input_values(3, packed.reshape(*kept_shape[:-1], -1))

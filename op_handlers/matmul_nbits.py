@@ -16,7 +16,7 @@ import numpy as np
 from onnxprune.handlers import AnalysisContext, OpHandler, RewriteContext, ShapeView, register
 
 
-def _unpack(packed: np.ndarray, rows: int, count: int, bits: int) -> np.ndarray:
+def unpack_bits(packed: np.ndarray, rows: int, count: int, bits: int) -> np.ndarray:
     """Per-row values of ``bits``-bit zero points packed little-end first into uint8 bytes: [rows, count]."""
     data = packed.reshape(rows, -1)
     if bits == 8:
@@ -27,8 +27,8 @@ def _unpack(packed: np.ndarray, rows: int, count: int, bits: int) -> np.ndarray:
     return values.reshape(rows, -1)[:, :count]
 
 
-def _pack(values: np.ndarray, bits: int) -> np.ndarray:
-    """Inverse of ``_unpack``: [rows, count] -> flat uint8, each row padded to whole bytes."""
+def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Inverse of ``unpack_bits``: [rows, count] -> flat uint8, each row padded to whole bytes."""
     if bits == 8:
         return values.astype(np.uint8).reshape(-1)
     per_byte = 8 // bits
@@ -81,8 +81,8 @@ class MatMulNBitsHandler(OpHandler):
             return
         values = np.asarray(ctx.const(zero_points))
         if values.dtype == np.uint8 and values.size != old_n * old_blocks or bits < 8 and values.dtype == np.uint8:
-            unpacked = _unpack(values, old_n, old_blocks, bits)[np.ix_(rows, blocks)]
-            ctx.set_input_values(3, _pack(unpacked, bits).reshape(-1 if values.ndim == 1 else (len(rows), -1)))
+            unpacked = unpack_bits(values, old_n, old_blocks, bits)[np.ix_(rows, blocks)]
+            ctx.set_input_values(3, pack_bits(unpacked, bits).reshape(-1 if values.ndim == 1 else (len(rows), -1)))
         else:
             kept = values.reshape(old_n, old_blocks)[np.ix_(rows, blocks)]
             ctx.set_input_values(3, kept.reshape(-1) if values.ndim == 1 else kept)

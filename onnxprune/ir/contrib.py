@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import onnx
+import onnxruntime
 
 from onnxprune.ir.reading import runtime_default_domain_ops
 
@@ -47,8 +48,6 @@ def _symbolic_shape_infer():
     name = "onnxruntime.tools.symbolic_shape_infer"
     if name in sys.modules:
         return sys.modules[name]
-    import onnxruntime
-
     path = Path(onnxruntime.__file__).parent / "tools" / "symbolic_shape_infer.py"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or not path.is_file():

@@ -297,7 +297,7 @@ def refold_layouts(graph: gs.Graph, layout_folds: dict[str, LayoutFold]) -> int:
     refolded = 0
     for name, fold in layout_folds.items():
         folded, source = tensors.get(name), tensors.get(fold.source)
-        if not (isinstance(folded, gs.Constant) and isinstance(source, gs.Constant)) or folded.inputs:
+        if not (isinstance(folded, gs.Constant) and isinstance(source, gs.Constant)):
             continue
         if folded.dtype != source.dtype or int(np.prod(folded.shape)) != int(np.prod(source.shape)):
             continue

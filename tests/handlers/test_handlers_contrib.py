@@ -11,7 +11,7 @@ com.microsoft::MatMulNBits."""
 from __future__ import annotations
 
 import numpy as np
-from onnxprune.op_handlers.matmul_nbits import _pack, _unpack
+from onnxprune.op_handlers.matmul_nbits import pack_bits, unpack_bits
 
 import onnxprune as op
 from onnxprune.axes import ChannelAxis
@@ -114,7 +114,7 @@ def _nbits(n: int, k: int, block: int) -> dict:
     blocks = k // block
     zero_points = RNG.integers(6, 10, size=(n, blocks)).astype(np.uint8)
     return {"b": RNG.integers(0, 256, size=(n, blocks, block // 2)).astype(np.uint8),
-            "s": RNG.uniform(0.01, 0.05, n * blocks).astype(np.float32), "z": _pack(zero_points, 4)}
+            "s": RNG.uniform(0.01, 0.05, n * blocks).astype(np.float32), "z": pack_bits(zero_points, 4)}
 
 
 def test_matmul_nbits_prunes_output_rows_and_whole_input_blocks():
@@ -137,5 +137,5 @@ def test_matmul_nbits_prunes_output_rows_and_whole_input_blocks():
 
 def test_zero_point_packing_round_trips():
     values = RNG.integers(0, 16, size=(5, 3)).astype(np.uint8)
-    packed = _pack(values, 4)
-    assert packed.shape == (10,) and np.array_equal(_unpack(packed, 5, 3, 4), values)
+    packed = pack_bits(values, 4)
+    assert packed.shape == (10,) and np.array_equal(unpack_bits(packed, 5, 3, 4), values)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnxprune.op_handlers.matmul_nbits import _pack, _unpack
+from onnxprune.op_handlers.matmul_nbits import pack_bits, unpack_bits
 
 import onnxprune as op
 from onnxprune.axes import ChannelAxis
@@ -28,9 +28,9 @@ def _table(dtype: str, bits: int, zero_points: bool) -> dict:
     zp = RNG.integers(levels // 4, 3 * levels // 4, size=(VOCAB, BLOCKS))
     consts = {"scales": RNG.uniform(0.01, 0.05, (VOCAB, BLOCKS)).astype(np.float32)}
     if dtype == "uint8":
-        consts["table"] = _pack(values.astype(np.uint8), bits).reshape(VOCAB, -1)
+        consts["table"] = pack_bits(values.astype(np.uint8), bits).reshape(VOCAB, -1)
         if zero_points:
-            consts["zeros"] = _pack(zp.astype(np.uint8), bits).reshape(VOCAB, -1)
+            consts["zeros"] = pack_bits(zp.astype(np.uint8), bits).reshape(VOCAB, -1)
     else:
         shift = 8 if dtype == "int4" else 0
         np_type = onnx.helper.tensor_dtype_to_np_dtype(getattr(onnx.TensorProto, dtype.upper()))
@@ -93,7 +93,8 @@ def test_packed_zero_points_and_scales_keep_their_blocks():
     assert passed
     zero_points = initializer(model, "zeros")
     assert zero_points.shape == (VOCAB, 1)  # two kept blocks of 4-bit zero points: one byte per row
-    assert np.array_equal(_unpack(zero_points, VOCAB, 2, 4), _unpack(original["zeros"], VOCAB, BLOCKS, 4)[:, [0, 3]])
+    kept_zeros = unpack_bits(original["zeros"], VOCAB, BLOCKS, 4)[:, [0, 3]]
+    assert np.array_equal(unpack_bits(zero_points, VOCAB, 2, 4), kept_zeros)
     assert np.array_equal(initializer(model, "scales"), original["scales"][:, [0, 3]])
     data = initializer(model, "table")  # bytes of blocks 0 and 3 (8 bytes per block of 16 4-bit values)
     assert np.array_equal(data, np.concatenate([original["table"][:, :8], original["table"][:, 24:]], axis=1))
